@@ -1,0 +1,1 @@
+//! Generated Kubernetes audit traffic for the demo and benchmarks.
