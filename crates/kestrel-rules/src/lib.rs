@@ -1,1 +1,361 @@
-//! placeholder
+//! Kestrel's Falco-compatible rule engine for Kubernetes audit events.
+//!
+//! Pipeline: YAML sources → [`loader`] (lists, macros, rules; `append`/`override`) →
+//! [`parse`] (conditions) → [`compile`] (macros inlined, lists expanded, fields resolved to
+//! cache slots, matchers prebuilt) → [`RuleSet`], which indexes rules by the verb, resource and
+//! stage they require and evaluates only candidate rules against an [`AuditEvent`].
+//!
+//! Architecture invariant: no I/O (except the convenience [`RuleSet::load_file`]), no async,
+//! no storage. A bad rule never disables the others: loading returns the good rules and a
+//! [`LoadReport`].
+
+pub mod compile;
+pub mod diag;
+pub mod eval;
+pub mod fields;
+pub mod loader;
+pub mod parse;
+pub mod priority;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use kestrel_event::AuditEvent;
+use serde::Serialize;
+
+pub use diag::{ErrorKind, ItemKind, ItemRef, LoadReport, Location, RuleError, RuleWarning};
+pub use priority::{ParsePriorityError, Priority};
+
+use compile::{Compiler, Facts, Seg};
+use eval::Node;
+use fields::{Extractor, Registry};
+
+/// The only source Kestrel evaluates in this version; rules of other sources load inactive.
+pub const K8S_AUDIT_SOURCE: &str = "k8s_audit";
+
+const BUNDLED: &[(&str, &str)] = &[(
+    "kestrel_audit_rules.yaml",
+    include_str!("../../../rules/kestrel_audit_rules.yaml"),
+)];
+
+/// How many rules may fire per event (Falco's `rule_matching`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleMatching {
+    /// Every matching rule fires.
+    #[default]
+    All,
+    /// Only the first matching rule, in load order, fires (Falco's default).
+    First,
+}
+
+/// A loaded rule, as listed by [`RuleSet::rules`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleInfo {
+    pub name: String,
+    pub desc: String,
+    pub priority: Priority,
+    pub tags: Vec<String>,
+    pub source: String,
+    pub enabled: bool,
+    /// The file that defined the rule.
+    pub file: String,
+    /// Enabled and of a source Kestrel evaluates.
+    pub active: bool,
+}
+
+/// A rule that fired on an event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleMatch {
+    pub rule: String,
+    pub priority: Priority,
+    /// The output with every `%field` substituted (`<NA>` when missing).
+    pub output: String,
+    pub tags: Vec<String>,
+    pub source: String,
+    /// Every `%field` used in the output, with its value.
+    pub output_fields: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+struct Active {
+    rule: String,
+    priority: Priority,
+    tags: Vec<String>,
+    node: Node,
+    output: Vec<Seg>,
+    facts: Facts,
+}
+
+/// A compiled, indexed set of rules.
+#[derive(Debug)]
+pub struct RuleSet {
+    infos: Vec<RuleInfo>,
+    active: Vec<Active>,
+    registry: Registry,
+    /// Candidate rules (indexes into `active`, in order) per verb.
+    by_verb: HashMap<Box<str>, Box<[u32]>>,
+    /// Candidates for verbs no rule names.
+    other_verbs: Box<[u32]>,
+    matching: RuleMatching,
+}
+
+fn admits(list: &Option<Vec<String>>, v: Option<&str>) -> bool {
+    match list {
+        None => true,
+        Some(l) => v.is_some_and(|v| l.iter().any(|x| x == v)),
+    }
+}
+
+impl RuleSet {
+    /// Loads several YAML documents in order (later files can append to or override earlier
+    /// ones), given as `(name, text)` pairs.
+    pub fn from_sources(sources: &[(String, String)]) -> (RuleSet, LoadReport) {
+        let mut report = LoadReport::default();
+        let mut defs = loader::Defs::default();
+        loader::load(sources, &mut defs, &mut report);
+        let mut registry = Registry::default();
+        let mut infos = Vec::new();
+        let mut active = Vec::new();
+        let mut inactive_sources: BTreeMap<(String, String), usize> = BTreeMap::new();
+        {
+            let (mut compiler, macro_errors) = Compiler::new(&defs, sources, &mut registry);
+            report.errors.extend(macro_errors);
+            for r in &defs.rules {
+                let info = RuleInfo {
+                    name: r.name.clone(),
+                    desc: r.desc.clone(),
+                    priority: r.priority,
+                    tags: r.tags.clone(),
+                    source: r.source.clone(),
+                    enabled: r.enabled,
+                    file: r.loc.file.clone(),
+                    active: false,
+                };
+                if r.source != K8S_AUDIT_SOURCE {
+                    *inactive_sources
+                        .entry((r.loc.file.clone(), r.source.clone()))
+                        .or_default() += 1;
+                    infos.push(info);
+                    continue;
+                }
+                let node = match compiler.rule(&r.name, &r.cond, &r.exceptions, &r.loc) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        if r.skip_if_unknown_filter && matches!(e.kind, ErrorKind::UnknownField(_))
+                        {
+                            report.warnings.push(RuleWarning {
+                                location: e.location.clone(),
+                                item: e.item.clone(),
+                                message: format!("rule {:?} skipped: {}", r.name, e.kind),
+                            });
+                        } else {
+                            report.errors.push(e);
+                        }
+                        continue;
+                    }
+                };
+                let output = match compiler.output(&r.output) {
+                    Ok(o) => o,
+                    Err(msg) => {
+                        report.errors.push(RuleError {
+                            location: r.loc.clone(),
+                            item: Some(ItemRef {
+                                kind: ItemKind::Rule,
+                                name: r.name.clone(),
+                            }),
+                            rule: None,
+                            kind: ErrorKind::Compile(msg),
+                        });
+                        continue;
+                    }
+                };
+                infos.push(RuleInfo {
+                    active: r.enabled,
+                    ..info
+                });
+                if r.enabled {
+                    let facts = compile::facts(&node, compiler.registry);
+                    active.push(Active {
+                        rule: r.name.clone(),
+                        priority: r.priority,
+                        tags: r.tags.clone(),
+                        node,
+                        output,
+                        facts,
+                    });
+                }
+            }
+        }
+        for ((file, source), n) in inactive_sources {
+            report.warnings.push(RuleWarning {
+                location: Location {
+                    file,
+                    line: None,
+                    col: None,
+                },
+                item: None,
+                message: format!(
+                    "{n} rule(s) of source `{source}` loaded inactive: kestrel evaluates `{K8S_AUDIT_SOURCE}` rules only"
+                ),
+            });
+        }
+        let order = |file: &str| sources.iter().position(|(n, _)| n == file);
+        report
+            .errors
+            .sort_by_key(|e| (order(&e.location.file), e.location.line, e.location.col));
+        let (by_verb, other_verbs) = build_index(&active);
+        (
+            RuleSet {
+                infos,
+                active,
+                registry,
+                by_verb,
+                other_verbs,
+                matching: RuleMatching::All,
+            },
+            report,
+        )
+    }
+
+    /// The rules Kestrel ships (`rules/*.yaml`, embedded at build time).
+    pub fn bundled() -> RuleSet {
+        RuleSet::from_sources(&Self::bundled_sources()).0
+    }
+
+    /// The bundled rule files as `(name, text)`, e.g. to load them before the user's own.
+    pub fn bundled_sources() -> Vec<(String, String)> {
+        BUNDLED
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect()
+    }
+
+    /// Reads one rule file, or every `*.yaml`/`*.yml` file of a directory in name order.
+    pub fn load_file(path: impl AsRef<Path>) -> std::io::Result<(RuleSet, LoadReport)> {
+        let path = path.as_ref();
+        let mut files = Vec::new();
+        if path.is_dir() {
+            for e in std::fs::read_dir(path)? {
+                let p = e?.path();
+                if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                    files.push(p);
+                }
+            }
+            files.sort();
+        } else {
+            files.push(path.to_path_buf());
+        }
+        let mut sources = Vec::new();
+        for f in files {
+            sources.push((f.display().to_string(), std::fs::read_to_string(&f)?));
+        }
+        Ok(RuleSet::from_sources(&sources))
+    }
+
+    /// Sets how many rules may fire per event.
+    pub fn set_rule_matching(&mut self, m: RuleMatching) {
+        self.matching = m;
+    }
+
+    pub fn with_rule_matching(mut self, m: RuleMatching) -> Self {
+        self.matching = m;
+        self
+    }
+
+    pub fn rule_matching(&self) -> RuleMatching {
+        self.matching
+    }
+
+    /// Every loaded rule (including disabled ones and those of other sources), in load order.
+    pub fn rules(&self) -> Vec<RuleInfo> {
+        self.infos.clone()
+    }
+
+    /// Number of rules that are evaluated.
+    pub fn active_len(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Evaluates the active rules against one event.
+    pub fn evaluate_audit(&self, event: &AuditEvent) -> Vec<RuleMatch> {
+        let cands: &[u32] = self
+            .by_verb
+            .get(event.verb.as_str())
+            .unwrap_or(&self.other_verbs);
+        let mut out = Vec::new();
+        if cands.is_empty() {
+            return out;
+        }
+        let resource = event.object_ref_field(|o| o.resource.as_ref());
+        let stage = (!event.stage.is_empty()).then_some(event.stage.as_str());
+        let mut x: Option<Extractor<'_, '_>> = None;
+        for &i in cands {
+            let r = &self.active[i as usize];
+            if !admits(&r.facts.resource, resource) || !admits(&r.facts.stage, stage) {
+                continue;
+            }
+            let x = x.get_or_insert_with(|| Extractor::new(&self.registry, event));
+            if r.node.eval(x) {
+                out.push(render(r, x));
+                if self.matching == RuleMatching::First {
+                    break;
+                }
+            }
+        }
+        out
+    }
+}
+
+fn render(r: &Active, x: &mut Extractor<'_, '_>) -> RuleMatch {
+    let mut output = String::new();
+    let mut output_fields = BTreeMap::new();
+    for seg in &r.output {
+        match seg {
+            Seg::Lit(s) => output.push_str(s),
+            Seg::Field { slot, name } => {
+                let v = x.get(*slot).render();
+                output.push_str(&v);
+                output_fields.insert(name.clone(), v);
+            }
+        }
+    }
+    RuleMatch {
+        rule: r.rule.clone(),
+        priority: r.priority,
+        output,
+        tags: r.tags.clone(),
+        source: K8S_AUDIT_SOURCE.to_string(),
+        output_fields,
+    }
+}
+
+fn build_index(active: &[Active]) -> (HashMap<Box<str>, Box<[u32]>>, Box<[u32]>) {
+    let mut verbs: Vec<&str> = active
+        .iter()
+        .filter_map(|a| a.facts.verb.as_ref())
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    verbs.sort_unstable();
+    verbs.dedup();
+    let by_verb = verbs
+        .iter()
+        .map(|v| {
+            let list: Box<[u32]> = active
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| admits(&a.facts.verb, Some(v)))
+                .map(|(i, _)| i as u32)
+                .collect();
+            (Box::<str>::from(*v), list)
+        })
+        .collect();
+    let other = active
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.facts.verb.is_none())
+        .map(|(i, _)| i as u32)
+        .collect();
+    (by_verb, other)
+}

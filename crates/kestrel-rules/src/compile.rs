@@ -1,0 +1,559 @@
+//! Compiles parsed conditions into [`Node`] trees: inlines macros, expands lists, resolves
+//! fields to cache slots, prebuilds matchers, and derives the facts the rule index uses.
+
+use std::collections::{HashMap, HashSet};
+
+use aho_corasick::AhoCorasick;
+use regex::Regex;
+
+use crate::diag::{ErrorKind, ItemKind, ItemRef, Location, RuleError};
+use crate::eval::{Matcher, Node, NumOp, StrSet};
+use crate::fields::{FieldError, FieldSpec, IndexKey, Registry};
+use crate::loader::{CondText, Defs, ExcItem, ExceptionDef};
+use crate::parse::{self, Expr, FieldRef, Literal, Op, Operand, Span};
+
+/// One segment of a rendered output.
+#[derive(Debug, Clone)]
+pub enum Seg {
+    Lit(String),
+    Field { slot: usize, name: String },
+}
+
+/// The cheap facts a rule requires; `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub verb: Option<Vec<String>>,
+    pub resource: Option<Vec<String>>,
+    pub stage: Option<Vec<String>>,
+}
+
+/// Where a condition's text lives, for error locations.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    cond: &'a CondText,
+    item: &'a ItemRef,
+}
+
+pub struct Compiler<'a> {
+    defs: &'a Defs,
+    sources: &'a [(String, String)],
+    pub registry: &'a mut Registry,
+    macros: HashMap<String, Result<Expr, RuleError>>,
+    macro_items: HashMap<String, ItemRef>,
+}
+
+impl<'a> Compiler<'a> {
+    /// Parses every macro once; returns the compiler and the macros' syntax errors.
+    pub fn new(
+        defs: &'a Defs,
+        sources: &'a [(String, String)],
+        registry: &'a mut Registry,
+    ) -> (Self, Vec<RuleError>) {
+        let mut macros = HashMap::new();
+        let mut macro_items = HashMap::new();
+        let mut errors = Vec::new();
+        let mut names: Vec<&String> = defs.macros.keys().collect();
+        names.sort_by_key(|n| {
+            let m = &defs.macros[*n];
+            (m.loc.file.clone(), m.loc.line)
+        });
+        for name in names {
+            let m = &defs.macros[name];
+            let item = ItemRef {
+                kind: ItemKind::Macro,
+                name: name.clone(),
+            };
+            let parsed = parse::parse_condition(&m.cond.text).map_err(|e| RuleError {
+                location: m.cond.locate(sources, e.offset),
+                item: Some(item.clone()),
+                rule: None,
+                kind: ErrorKind::Syntax(e.message),
+            });
+            if let Err(e) = &parsed {
+                errors.push(e.clone());
+            }
+            macros.insert(name.clone(), parsed);
+            macro_items.insert(name.clone(), item);
+        }
+        (
+            Compiler {
+                defs,
+                sources,
+                registry,
+                macros,
+                macro_items,
+            },
+            errors,
+        )
+    }
+
+    fn error(&self, ctx: Ctx<'_>, span: Span, kind: ErrorKind) -> RuleError {
+        RuleError {
+            location: ctx.cond.locate(self.sources, span.start),
+            item: Some(ctx.item.clone()),
+            rule: None,
+            kind,
+        }
+    }
+
+    /// Compiles a rule's condition plus its exceptions.
+    pub fn rule(
+        &mut self,
+        name: &str,
+        cond: &CondText,
+        exceptions: &[ExceptionDef],
+        loc: &Location,
+    ) -> Result<Node, RuleError> {
+        let item = ItemRef {
+            kind: ItemKind::Rule,
+            name: name.to_string(),
+        };
+        let ctx = Ctx { cond, item: &item };
+        let expr = parse::parse_condition(&cond.text).map_err(|e| {
+            self.error(
+                ctx,
+                Span {
+                    start: e.offset,
+                    end: e.offset,
+                },
+                ErrorKind::Syntax(e.message),
+            )
+        })?;
+        let mut stack = Vec::new();
+        let node = self.expr(&expr, ctx, &mut stack).map_err(|mut e| {
+            if e.item.as_ref() != Some(&item) {
+                e.rule = Some(name.to_string());
+            }
+            e
+        })?;
+        let mut excs = Vec::new();
+        for ex in exceptions {
+            if let Some(n) = self.exception(ex, &item, loc)? {
+                excs.push(n);
+            }
+        }
+        Ok(if excs.is_empty() {
+            node
+        } else {
+            let exc = if excs.len() == 1 {
+                excs.pop().unwrap()
+            } else {
+                Node::Or(excs.into())
+            };
+            Node::And(vec![node, Node::Not(Box::new(exc))].into())
+        })
+    }
+
+    fn exception(
+        &mut self,
+        ex: &ExceptionDef,
+        item: &ItemRef,
+        loc: &Location,
+    ) -> Result<Option<Node>, RuleError> {
+        let fail = |msg: String| RuleError {
+            location: loc.clone(),
+            item: Some(item.clone()),
+            rule: None,
+            kind: ErrorKind::Compile(format!("exception {:?}: {msg}", ex.name)),
+        };
+        let mut fields = Vec::new();
+        for (f, c) in ex.fields.iter().zip(&ex.comps) {
+            let fr = parse::parse_field(f).map_err(|e| fail(e.message))?;
+            let op = parse::parse_op(c).ok_or_else(|| fail(format!("unknown comparison `{c}`")))?;
+            fields.push((fr, op));
+        }
+        let lit = |s: &str| Literal {
+            text: s.to_string(),
+            quoted: false,
+            span: Span::default(),
+        };
+        let mut alts = Vec::new();
+        for row in &ex.values {
+            let mut conj = Vec::new();
+            for ((field, op), v) in fields.iter().zip(row) {
+                let operand = match (op.takes_list(), v) {
+                    (true, ExcItem::List(l)) => Operand::List(l.iter().map(|s| lit(s)).collect()),
+                    (true, ExcItem::Scalar(s)) => Operand::List(vec![lit(s)]),
+                    (false, ExcItem::Scalar(s)) => Operand::Single(lit(s)),
+                    (false, ExcItem::List(_)) => {
+                        return Err(fail(format!("a list value needs `in`, not {op:?}")))
+                    }
+                };
+                conj.push(Expr::Compare {
+                    field: field.clone(),
+                    op: *op,
+                    operand,
+                });
+            }
+            alts.push(Expr::And(conj));
+        }
+        if alts.is_empty() {
+            return Ok(None);
+        }
+        let cond = CondText::default();
+        let ctx = Ctx { cond: &cond, item };
+        let mut stack = Vec::new();
+        self.expr(&Expr::Or(alts), ctx, &mut stack)
+            .map(Some)
+            .map_err(|e| fail(e.kind.to_string()))
+    }
+
+    fn expr(&mut self, e: &Expr, ctx: Ctx<'_>, stack: &mut Vec<String>) -> Result<Node, RuleError> {
+        match e {
+            Expr::And(v) => {
+                let mut out = Vec::with_capacity(v.len());
+                for x in v {
+                    match self.expr(x, ctx, stack)? {
+                        Node::And(inner) => out.extend(inner.into_vec()),
+                        n => out.push(n),
+                    }
+                }
+                Ok(Node::And(out.into()))
+            }
+            Expr::Or(v) => {
+                let mut out = Vec::with_capacity(v.len());
+                for x in v {
+                    match self.expr(x, ctx, stack)? {
+                        Node::Or(inner) => out.extend(inner.into_vec()),
+                        n => out.push(n),
+                    }
+                }
+                Ok(Node::Or(merge_alternatives(out).into()))
+            }
+            Expr::Not(x) => Ok(Node::Not(Box::new(self.expr(x, ctx, stack)?))),
+            Expr::Macro { name, span } => {
+                if stack.contains(name) {
+                    return Err(self.error(
+                        ctx,
+                        *span,
+                        ErrorKind::Compile(format!("macro `{name}` refers to itself")),
+                    ));
+                }
+                let parsed = match self.macros.get(name) {
+                    None => {
+                        return Err(self.error(ctx, *span, ErrorKind::UndefinedMacro(name.clone())))
+                    }
+                    Some(Err(_)) => {
+                        return Err(self.error(
+                            ctx,
+                            *span,
+                            ErrorKind::Compile(format!("macro `{name}` has errors")),
+                        ))
+                    }
+                    Some(Ok(p)) => p.clone(),
+                };
+                let def = &self.defs.macros[name];
+                let item = self.macro_items[name].clone();
+                stack.push(name.clone());
+                let inner = Ctx {
+                    cond: &def.cond,
+                    item: &item,
+                };
+                let r = self.expr(&parsed, inner, stack);
+                stack.pop();
+                r
+            }
+            Expr::Compare { field, op, operand } => self.compare(field, *op, operand, ctx),
+        }
+    }
+
+    fn expand(&self, items: &[Literal]) -> Vec<String> {
+        fn go(defs: &Defs, s: &str, depth: usize, out: &mut Vec<String>) {
+            match defs.lists.get(s) {
+                Some(l) if depth < 16 => {
+                    for i in &l.items {
+                        go(defs, i, depth + 1, out);
+                    }
+                }
+                _ => out.push(s.to_string()),
+            }
+        }
+        let mut out = Vec::new();
+        for l in items {
+            if l.quoted {
+                out.push(l.text.clone());
+            } else {
+                go(self.defs, &l.text, 0, &mut out);
+            }
+        }
+        out
+    }
+
+    fn compare(
+        &mut self,
+        field: &FieldRef,
+        op: Op,
+        operand: &Operand,
+        ctx: Ctx<'_>,
+    ) -> Result<Node, RuleError> {
+        let spec = FieldSpec::resolve(&field.name, field.arg.as_deref()).map_err(|e| {
+            let kind = match e {
+                FieldError::Unknown => ErrorKind::UnknownField(field.to_string()),
+                FieldError::ArgRequired => {
+                    ErrorKind::Compile(format!("field `{}` requires an argument", field.name))
+                }
+                FieldError::ArgNotAllowed => {
+                    ErrorKind::Compile(format!("field `{}` takes no argument", field.name))
+                }
+            };
+            self.error(ctx, field.span, kind)
+        })?;
+        let bad = |msg: String, span: Span| self.error(ctx, span, ErrorKind::Compile(msg));
+        let matcher = match (op, operand) {
+            (Op::Exists, _) => Matcher::Exists,
+            (op, Operand::List(items)) if op.takes_list() => {
+                let vals = self.expand(items);
+                match op {
+                    Op::In => Matcher::In(StrSet::new(vals)),
+                    Op::Intersects => Matcher::Intersects(StrSet::new(vals)),
+                    _ => Matcher::PMatch(vals.into_iter().map(String::into_boxed_str).collect()),
+                }
+            }
+            (op, Operand::Single(l)) if op.takes_list() => {
+                return Err(bad(
+                    format!("{op:?} expects a value list `( ... )`").to_lowercase(),
+                    l.span,
+                ))
+            }
+            (_, Operand::List(items)) => {
+                let span = items.first().map_or(field.span, |l| l.span);
+                return Err(bad(
+                    format!("operator {op:?} takes a single value, not a list").to_lowercase(),
+                    span,
+                ));
+            }
+            (_, Operand::None) => return Err(bad("missing value".into(), field.span)),
+            (op, Operand::Single(l)) => {
+                let v = l.text.as_str();
+                match op {
+                    Op::Eq => Matcher::Eq(v.into()),
+                    Op::Ne => Matcher::Ne(v.into()),
+                    Op::Contains => Matcher::Contains(v.into()),
+                    Op::StartsWith => Matcher::StartsWith(v.into()),
+                    Op::EndsWith => Matcher::EndsWith(v.into()),
+                    Op::IContains => Matcher::IContains(
+                        AhoCorasick::builder()
+                            .ascii_case_insensitive(true)
+                            .build([v])
+                            .map_err(|e| bad(e.to_string(), l.span))?,
+                    ),
+                    Op::Lt | Op::Le | Op::Gt | Op::Ge => {
+                        let n: f64 = v
+                            .parse()
+                            .map_err(|_| bad(format!("`{v}` is not a number"), l.span))?;
+                        let nop = match op {
+                            Op::Lt => NumOp::Lt,
+                            Op::Le => NumOp::Le,
+                            Op::Gt => NumOp::Gt,
+                            _ => NumOp::Ge,
+                        };
+                        Matcher::Num(nop, n)
+                    }
+                    Op::Regex | Op::Glob | Op::IGlob => {
+                        let pat = match op {
+                            Op::Regex => v.to_string(),
+                            Op::Glob => glob_to_regex(v),
+                            _ => format!("(?i){}", glob_to_regex(v)),
+                        };
+                        Matcher::Regex(
+                            Regex::new(&pat)
+                                .map_err(|e| bad(format!("invalid pattern: {e}"), l.span))?,
+                        )
+                    }
+                    _ => unreachable!("list and unary operators handled above"),
+                }
+            }
+        };
+        let slot = self.registry.slot(spec);
+        Ok(Node::Check { slot, matcher })
+    }
+
+    /// Parses `%field` references in an output into segments.
+    pub fn output(&mut self, out: &str) -> Result<Vec<Seg>, String> {
+        let mut segs = Vec::new();
+        let mut lit = String::new();
+        let mut rest = out;
+        while let Some(i) = rest.find('%') {
+            lit.push_str(&rest[..i]);
+            let after = &rest[i + 1..];
+            let name_len = after
+                .char_indices()
+                .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+                .map_or(after.len(), |(j, _)| j);
+            let name = after[..name_len].trim_end_matches('.');
+            if name.is_empty() || !after.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                lit.push('%');
+                rest = after;
+                continue;
+            }
+            let mut consumed = name.len();
+            let mut arg = None;
+            if name.len() == name_len && after[name_len..].starts_with('[') {
+                if let Some(close) = after[name_len..].find(']') {
+                    arg = Some(&after[name_len + 1..name_len + close]);
+                    consumed = name_len + close + 1;
+                }
+            }
+            let spec = FieldSpec::resolve(name, arg).map_err(|e| match e {
+                FieldError::Unknown => format!("unknown field `{name}` in output"),
+                FieldError::ArgRequired => format!("field `{name}` in output requires an argument"),
+                FieldError::ArgNotAllowed => format!("field `{name}` in output takes no argument"),
+            })?;
+            if !lit.is_empty() {
+                segs.push(Seg::Lit(std::mem::take(&mut lit)));
+            }
+            let full = &after[..consumed];
+            segs.push(Seg::Field {
+                slot: self.registry.slot(spec),
+                name: full.to_string(),
+            });
+            rest = &after[consumed..];
+        }
+        lit.push_str(rest);
+        if !lit.is_empty() {
+            segs.push(Seg::Lit(lit));
+        }
+        Ok(segs)
+    }
+}
+
+/// Merges `f contains a or f contains b` into one Aho–Corasick matcher (and likewise
+/// `startswith`), keeping the other alternatives as they are.
+fn merge_alternatives(nodes: Vec<Node>) -> Vec<Node> {
+    let mut contains: HashMap<usize, Vec<String>> = HashMap::new();
+    let mut starts: HashMap<usize, Vec<String>> = HashMap::new();
+    for n in &nodes {
+        if let Node::Check { slot, matcher } = n {
+            match matcher {
+                Matcher::Contains(s) => contains.entry(*slot).or_default().push(s.to_string()),
+                Matcher::StartsWith(s) => starts.entry(*slot).or_default().push(s.to_string()),
+                _ => {}
+            }
+        }
+    }
+    contains.retain(|_, v| v.len() > 1);
+    starts.retain(|_, v| v.len() > 1);
+    if contains.is_empty() && starts.is_empty() {
+        return nodes;
+    }
+    let mut out = Vec::new();
+    let mut done: HashSet<(usize, bool)> = HashSet::new();
+    for n in nodes {
+        match &n {
+            Node::Check {
+                slot,
+                matcher: Matcher::Contains(_),
+            } if contains.contains_key(slot) => {
+                if done.insert((*slot, true)) {
+                    if let Ok(ac) = AhoCorasick::new(&contains[slot]) {
+                        out.push(Node::Check {
+                            slot: *slot,
+                            matcher: Matcher::ContainsAny(ac),
+                        });
+                    }
+                }
+            }
+            Node::Check {
+                slot,
+                matcher: Matcher::StartsWith(_),
+            } if starts.contains_key(slot) => {
+                if done.insert((*slot, false)) {
+                    out.push(Node::Check {
+                        slot: *slot,
+                        matcher: Matcher::StartsWithAny(
+                            starts[slot]
+                                .iter()
+                                .map(|s| s.clone().into_boxed_str())
+                                .collect(),
+                        ),
+                    });
+                }
+            }
+            _ => out.push(n),
+        }
+    }
+    out
+}
+
+fn glob_to_regex(g: &str) -> String {
+    let mut r = String::from("^");
+    let mut chars = g.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' => r.push_str(".*"),
+            '?' => r.push('.'),
+            '[' => {
+                r.push('[');
+                for c in chars.by_ref() {
+                    if c == ']' {
+                        break;
+                    }
+                    if c == '\\' {
+                        r.push('\\');
+                    }
+                    r.push(c);
+                }
+                r.push(']');
+            }
+            c => r.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    r.push('$');
+    r
+}
+
+/// The values an indexed field must take for `node` to be true, if the node pins them.
+fn required(node: &Node, reg: &Registry, key: IndexKey) -> Option<HashSet<String>> {
+    match node {
+        Node::Check { slot, matcher } if reg.spec(*slot).index_key() == Some(key) => {
+            match matcher {
+                Matcher::Eq(s) => Some(HashSet::from([s.to_string()])),
+                Matcher::In(set) | Matcher::Intersects(set) => {
+                    Some(set.items().into_iter().collect())
+                }
+                _ => None,
+            }
+        }
+        Node::And(v) => v
+            .iter()
+            .filter_map(|n| required(n, reg, key))
+            .reduce(|a, b| a.intersection(&b).cloned().collect()),
+        Node::Or(v) => {
+            let mut acc = HashSet::new();
+            for n in v.iter() {
+                acc.extend(required(n, reg, key)?);
+            }
+            Some(acc)
+        }
+        _ => None,
+    }
+}
+
+pub fn facts(node: &Node, reg: &Registry) -> Facts {
+    let get = |k| {
+        required(node, reg, k).map(|s| {
+            let mut v: Vec<String> = s.into_iter().collect();
+            v.sort();
+            v
+        })
+    };
+    Facts {
+        verb: get(IndexKey::Verb),
+        resource: get(IndexKey::Resource),
+        stage: get(IndexKey::Stage),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        let r = Regex::new(&glob_to_regex("/etc/*.conf")).unwrap();
+        assert!(r.is_match("/etc/a/b.conf"));
+        assert!(!r.is_match("/etc/a.confx"));
+        let r = Regex::new(&glob_to_regex("ab?[cd]")).unwrap();
+        assert!(r.is_match("abxd"));
+    }
+}
