@@ -153,7 +153,10 @@ impl AuditEvent {
     }
 
     /// `objectRef.<field>` helper that tolerates a missing `objectRef`.
-    pub fn object_ref_field(&self, f: impl Fn(&ObjectReference) -> Option<&String>) -> Option<&str> {
+    pub fn object_ref_field(
+        &self,
+        f: impl Fn(&ObjectReference) -> Option<&String>,
+    ) -> Option<&str> {
         self.object_ref.as_ref().and_then(f).map(String::as_str)
     }
 }
@@ -291,7 +294,10 @@ mod tests {
     fn v1beta1_and_versionless_events_are_accepted() {
         let beta = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1beta1","metadata":{"creationTimestamp":"2018-10-19T16:05:19Z"},"level":"Request","timestamp":"2018-10-19T16:05:19Z","auditID":"a","stage":"ResponseComplete","requestURI":"/api","verb":"get","user":{"username":"u"},"sourceIPs":["1.2.3.4"]}"#;
         let e: AuditEvent = serde_json::from_str(beta).unwrap();
-        assert_eq!(e.event_time().unwrap().to_rfc3339(), "2018-10-19T16:05:19+00:00");
+        assert_eq!(
+            e.event_time().unwrap().to_rfc3339(),
+            "2018-10-19T16:05:19+00:00"
+        );
         let bare = r#"{"level":"Metadata","auditID":"b","stage":"ResponseComplete","requestURI":"/healthz","verb":"get","user":{"username":"system:anonymous"}}"#;
         let e: AuditEvent = serde_json::from_str(bare).unwrap();
         assert!(e.api_version.is_none());

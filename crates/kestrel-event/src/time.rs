@@ -5,8 +5,11 @@ use chrono::{DateTime, Utc};
 /// Nanoseconds since the Unix epoch for `t`, saturating outside the representable range
 /// (years 1677–2262).
 pub fn to_nanos(t: DateTime<Utc>) -> i64 {
-    t.timestamp_nanos_opt()
-        .unwrap_or(if t.timestamp() < 0 { i64::MIN } else { i64::MAX })
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
 }
 
 /// The current time in nanoseconds since the Unix epoch.

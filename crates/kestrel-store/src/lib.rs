@@ -1,1 +1,32 @@
-//! placeholder
+//! Kestrel's storage: a write-ahead log with group commit, tables sealed into Hive-partitioned
+//! Parquet (`<root>/<table>/date=YYYY-MM-DD/hour=HH/*.parquet`), retention, and read-only SQL
+//! with DataFusion over sealed and unsealed rows alike.
+
+mod parquet_files;
+mod query;
+mod rows;
+mod schema;
+mod store;
+pub mod wal;
+
+pub use query::{check_read_only, json_value, QueryError, QueryOptions, QueryResult};
+pub use rows::{Table, TableRows};
+pub use schema::{audit_schema, dead_letter_schema};
+pub use store::{AppendOutcome, Store, StoreConfig, StoreStats};
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("wal write failed: {0}")]
+    Wal(String),
+    #[error("the store refuses writes after a wal failure; restart to recover")]
+    Poisoned,
+    #[error("the store is shut down")]
+    Closed,
+    #[error("arrow: {0}")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    #[error("parquet: {0}")]
+    Parquet(#[from] datafusion::parquet::errors::ParquetError),
+}

@@ -1,0 +1,403 @@
+//! Read-only SQL over the store's tables with DataFusion.
+//!
+//! Each query gets a fresh session whose tables are a snapshot of the store: sealed Parquet
+//! files and the rows still in memory, unioned. Only `SELECT` (and `EXPLAIN SELECT`) is
+//! accepted: statements are checked on the parsed syntax tree before planning, and the session
+//! refuses DDL, DML and other statements as a second line of defence. No function that reads or
+//! writes files is registered, and URL tables (`SELECT * FROM '/etc/passwd'`) stay disabled.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float32Array, Float64Array, Int16Array, Int32Array,
+    Int64Array, Int8Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array,
+    UInt8Array,
+};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::datasource::{MemTable, TableType};
+use datafusion::error::DataFusionError;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::union::UnionExec;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::Statement;
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::rows::Table;
+use crate::store::Store;
+
+/// Limits of one query.
+#[derive(Debug, Clone)]
+pub struct QueryOptions {
+    /// Rows returned at most; the result says when it was cut.
+    pub max_rows: usize,
+    /// Time a query may run.
+    pub timeout: Duration,
+    /// Memory the query's operators may hold (sorts and aggregations fail beyond it).
+    pub memory_limit_bytes: usize,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        QueryOptions {
+            max_rows: 10_000,
+            timeout: Duration::from_secs(30),
+            memory_limit_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// A query's answer: column names and rows of JSON values.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+    /// True when more rows matched than `max_rows`.
+    pub truncated: bool,
+}
+
+/// Why a query was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The statement is not a read-only query.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The SQL does not parse or plan (unknown table or column, type error, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// A limit (time, memory) was hit.
+    #[error("{0}")]
+    Limit(String),
+    /// Something went wrong inside Kestrel; likely a bug.
+    #[error("internal error, likely a bug: {0}")]
+    Internal(String),
+}
+
+/// Checks that `sql` is a single read-only query, and says what it is otherwise. It uses
+/// DataFusion's own parser, so its extensions (`CREATE EXTERNAL TABLE`, `COPY`) are seen too.
+pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
+    let statements = DFParser::parse_sql(sql)
+        .map_err(|e| QueryError::Invalid(format!("sql does not parse: {}", e.strip_backtrace())))?;
+    match statements.len() {
+        0 => Err(QueryError::Invalid("empty query".into())),
+        1 => check_statement(&statements[0]),
+        _ => Err(QueryError::Forbidden(
+            "only one statement per query is allowed".into(),
+        )),
+    }
+}
+
+fn check_statement(s: &DFStatement) -> Result<(), QueryError> {
+    let refused = |what: &str| {
+        Err(QueryError::Forbidden(format!(
+            "queries are read-only: only SELECT (and EXPLAIN SELECT) is allowed, not {what}"
+        )))
+    };
+    match s {
+        DFStatement::Statement(inner) => match inner.as_ref() {
+            Statement::Query(_) => Ok(()),
+            Statement::Explain { statement, .. } => {
+                check_statement(&DFStatement::Statement(statement.clone()))
+            }
+            other => {
+                let text = other.to_string();
+                let kind = text
+                    .split_whitespace()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .to_uppercase();
+                refused(&kind)
+            }
+        },
+        DFStatement::Explain(e) => check_statement(&e.statement),
+        DFStatement::CreateExternalTable(_) => refused("CREATE EXTERNAL TABLE"),
+        DFStatement::CopyTo(_) => refused("COPY"),
+        DFStatement::Reset(_) => refused("RESET"),
+    }
+}
+
+fn classify(e: DataFusionError) -> QueryError {
+    match e {
+        DataFusionError::ResourcesExhausted(m) => {
+            QueryError::Limit(format!("query needs more memory than allowed: {m}"))
+        }
+        DataFusionError::Internal(m) => QueryError::Internal(m),
+        DataFusionError::Context(ctx, inner) => match classify(*inner) {
+            QueryError::Invalid(m) => QueryError::Invalid(format!("{ctx}: {m}")),
+            other => other,
+        },
+        other => QueryError::Invalid(other.strip_backtrace()),
+    }
+}
+
+impl Store {
+    /// Runs a read-only SQL query over every table.
+    pub async fn query(&self, sql: &str, opts: &QueryOptions) -> Result<QueryResult, QueryError> {
+        check_read_only(sql)?;
+        let ctx = self.session(opts)?;
+        let run = async {
+            let options = SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false);
+            let df = ctx.sql_with_options(sql, options).await.map_err(classify)?;
+            let columns: Vec<String> = df
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            let mut stream = df.execute_stream().await.map_err(classify)?;
+            let mut rows = Vec::new();
+            let mut truncated = false;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(classify)?;
+                append_json_rows(&batch, &mut rows, opts.max_rows);
+                if rows.len() >= opts.max_rows {
+                    // One more row than allowed tells us it was cut.
+                    truncated = batch.num_rows() > 0 && rows.len() > opts.max_rows;
+                    if truncated {
+                        rows.truncate(opts.max_rows);
+                        break;
+                    }
+                }
+            }
+            Ok(QueryResult {
+                columns,
+                rows,
+                truncated,
+            })
+        };
+        tokio::time::timeout(opts.timeout, run).await.map_err(|_| {
+            QueryError::Limit(format!(
+                "query ran longer than the {}s limit",
+                opts.timeout.as_secs_f64()
+            ))
+        })?
+    }
+
+    fn session(&self, opts: &QueryOptions) -> Result<SessionContext, QueryError> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(opts.memory_limit_bytes, 1.0)
+            .build_arc()
+            .map_err(classify)?;
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_target_partitions(2);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        for table in Table::ALL {
+            let (files, batches) = self.snapshot(table);
+            let provider = SnapshotTable {
+                schema: table.schema(),
+                files,
+                batches,
+            };
+            ctx.register_table(table.name(), Arc::new(provider))
+                .map_err(classify)?;
+        }
+        Ok(ctx)
+    }
+}
+
+/// One table as a query sees it: sealed files plus in-memory rows.
+#[derive(Debug)]
+struct SnapshotTable {
+    schema: SchemaRef,
+    files: Vec<std::path::PathBuf>,
+    batches: Vec<RecordBatch>,
+}
+
+#[async_trait]
+impl TableProvider for SnapshotTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        // Filters prune files and row groups; DataFusion still applies them to every row.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        if !self.files.is_empty() {
+            let urls = self
+                .files
+                .iter()
+                .map(|p| ListingTableUrl::parse(p.to_string_lossy()))
+                .collect::<datafusion::error::Result<Vec<_>>>()?;
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet");
+            let config = ListingTableConfig::new_with_multi_paths(urls)
+                .with_listing_options(options)
+                .with_schema(Arc::clone(&self.schema));
+            let listing = ListingTable::try_new(config)?;
+            inputs.push(listing.scan(state, projection, filters, limit).await?);
+        }
+        if !self.batches.is_empty() || inputs.is_empty() {
+            let mem = MemTable::try_new(Arc::clone(&self.schema), vec![self.batches.clone()])?;
+            inputs.push(mem.scan(state, projection, filters, limit).await?);
+        }
+        UnionExec::try_new(inputs)
+    }
+}
+
+fn append_json_rows(batch: &RecordBatch, rows: &mut Vec<Vec<Value>>, max_rows: usize) {
+    let take = batch
+        .num_rows()
+        .min(max_rows + 1 - rows.len().min(max_rows + 1));
+    for i in 0..take {
+        rows.push(
+            batch
+                .columns()
+                .iter()
+                .map(|col| json_value(col, i))
+                .collect(),
+        );
+    }
+}
+
+/// One cell as JSON: numbers and booleans as such, timestamps as RFC 3339 strings, lists as
+/// arrays, everything else as its display text.
+pub fn json_value(col: &ArrayRef, i: usize) -> Value {
+    if col.is_null(i) {
+        return Value::Null;
+    }
+    macro_rules! num {
+        ($t:ty) => {
+            Value::from(
+                col.as_any()
+                    .downcast_ref::<$t>()
+                    .expect("type checked")
+                    .value(i),
+            )
+        };
+    }
+    match col.data_type() {
+        DataType::Boolean => Value::Bool(
+            col.as_any()
+                .downcast_ref::<BooleanArray>()
+                .expect("type checked")
+                .value(i),
+        ),
+        DataType::Int8 => num!(Int8Array),
+        DataType::Int16 => num!(Int16Array),
+        DataType::Int32 => num!(Int32Array),
+        DataType::Int64 => num!(Int64Array),
+        DataType::UInt8 => num!(UInt8Array),
+        DataType::UInt16 => num!(UInt16Array),
+        DataType::UInt32 => num!(UInt32Array),
+        DataType::UInt64 => num!(UInt64Array),
+        DataType::Float32 => num!(Float32Array),
+        DataType::Float64 => serde_json::Number::from_f64(
+            col.as_any()
+                .downcast_ref::<Float64Array>()
+                .expect("type checked")
+                .value(i),
+        )
+        .map(Value::Number)
+        .unwrap_or(Value::Null),
+        DataType::Utf8 => Value::String(
+            col.as_any()
+                .downcast_ref::<StringArray>()
+                .expect("type checked")
+                .value(i)
+                .to_owned(),
+        ),
+        DataType::Utf8View => Value::String(col.as_string_view().value(i).to_owned()),
+        DataType::LargeUtf8 => Value::String(col.as_string::<i64>().value(i).to_owned()),
+        DataType::Timestamp(unit, _) => {
+            use datafusion::arrow::datatypes::{
+                TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+                TimestampSecondType,
+            };
+            let nanos = match unit {
+                TimeUnit::Second => col
+                    .as_primitive::<TimestampSecondType>()
+                    .value(i)
+                    .saturating_mul(1_000_000_000),
+                TimeUnit::Millisecond => col
+                    .as_primitive::<TimestampMillisecondType>()
+                    .value(i)
+                    .saturating_mul(1_000_000),
+                TimeUnit::Microsecond => col
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .value(i)
+                    .saturating_mul(1_000),
+                TimeUnit::Nanosecond => col.as_primitive::<TimestampNanosecondType>().value(i),
+            };
+            Value::String(
+                DateTime::from_timestamp_nanos(nanos).to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            )
+        }
+        DataType::List(_) => {
+            let values = col.as_list::<i32>().value(i);
+            Value::Array((0..values.len()).map(|j| json_value(&values, j)).collect())
+        }
+        DataType::LargeList(_) => {
+            let values = col.as_list::<i64>().value(i);
+            Value::Array((0..values.len()).map(|j| json_value(&values, j)).collect())
+        }
+        _ => match ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default()) {
+            Ok(f) => Value::String(f.value(i).to_string()),
+            Err(_) => Value::Null,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_select_and_explain_pass() {
+        assert!(check_read_only("SELECT 1").is_ok());
+        assert!(check_read_only("select verb, count(*) from audit group by verb").is_ok());
+        assert!(check_read_only("EXPLAIN SELECT * FROM audit").is_ok());
+        assert!(check_read_only("WITH x AS (SELECT 1) SELECT * FROM x").is_ok());
+        for bad in [
+            "CREATE TABLE t (a INT)",
+            "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
+            "INSERT INTO audit VALUES (1)",
+            "DELETE FROM audit",
+            "UPDATE audit SET verb = 'x'",
+            "DROP TABLE audit",
+            "COPY audit TO '/tmp/x.parquet'",
+            "SET datafusion.execution.batch_size = 1",
+            "CREATE VIEW v AS SELECT 1",
+            "EXPLAIN INSERT INTO audit VALUES (1)",
+            "SELECT 1; DROP TABLE audit",
+        ] {
+            assert!(
+                matches!(check_read_only(bad), Err(QueryError::Forbidden(_))),
+                "{bad} was not refused"
+            );
+        }
+    }
+}

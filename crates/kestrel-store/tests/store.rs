@@ -1,0 +1,333 @@
+//! Integration tests of the store: durability, recovery, de-duplication, SQL, retention.
+
+use std::fs;
+
+use kestrel_event::{AuditRecord, DeadLetter};
+use kestrel_store::{QueryError, QueryOptions, Store, StoreConfig, Table, TableRows};
+use serde_json::json;
+
+fn record(id: &str, stage: &str, time: i64, user: &str) -> AuditRecord {
+    AuditRecord {
+        time,
+        audit_id: id.into(),
+        stage: stage.into(),
+        level: "Metadata".into(),
+        verb: "get".into(),
+        user_name: user.into(),
+        user_groups: vec!["system:authenticated".into()],
+        namespace: Some("default".into()),
+        resource: Some("pods".into()),
+        response_code: Some(200),
+        ..Default::default()
+    }
+}
+
+const T0: i64 = 1_795_165_201_000_000_000; // 2026-11-20T09:00:01Z
+
+async fn count(store: &Store, sql: &str) -> i64 {
+    let r = store.query(sql, &QueryOptions::default()).await.unwrap();
+    r.rows[0][0].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn appended_rows_are_queryable_before_and_after_sealing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    let rows = (0..100)
+        .map(|i| {
+            record(
+                &format!("id-{i}"),
+                "ResponseComplete",
+                T0 + i * 1_000_000_000,
+                "alice",
+            )
+        })
+        .collect();
+    let out = store.append(TableRows::Audit(rows)).await.unwrap();
+    assert_eq!(out.written, 100);
+    assert_eq!(count(&store, "SELECT count(*) FROM audit").await, 100);
+
+    store.flush().unwrap();
+    let files: Vec<_> = walk(dir.path().join("audit"));
+    assert!(
+        files.iter().all(|f| f.contains("date=2026-11-20/hour=09")),
+        "{files:?}"
+    );
+    assert_eq!(count(&store, "SELECT count(*) FROM audit").await, 100);
+    // More rows after sealing: both parts are seen together.
+    store
+        .append(TableRows::Audit(vec![record(
+            "late",
+            "ResponseComplete",
+            T0,
+            "bob",
+        )]))
+        .await
+        .unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM audit").await, 101);
+    let r = store
+        .query(
+            "SELECT user_name, count(*) AS n FROM audit GROUP BY user_name ORDER BY n DESC",
+            &QueryOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.columns, vec!["user_name", "n"]);
+    assert_eq!(r.rows[0], vec![json!("alice"), json!(100)]);
+    let r = store
+        .query(
+            "SELECT time, user_groups FROM audit WHERE audit_id = 'id-0'",
+            &QueryOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.rows[0][0], json!("2026-11-20T09:00:01Z"));
+    assert_eq!(r.rows[0][1], json!(["system:authenticated"]));
+}
+
+fn walk(dir: std::path::PathBuf) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn duplicates_are_dropped_across_restarts_and_sealing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        let out = store
+            .append(TableRows::Audit(vec![
+                record("a", "ResponseComplete", T0, "u"),
+                record("a", "ResponseStarted", T0, "u"),
+                record("a", "ResponseComplete", T0, "u"),
+            ]))
+            .await
+            .unwrap();
+        assert_eq!(out.accepted, vec![true, true, false]);
+        store.flush().unwrap();
+        store
+            .append(TableRows::Audit(vec![record(
+                "b",
+                "ResponseComplete",
+                T0,
+                "u",
+            )]))
+            .await
+            .unwrap();
+        // Dropped without shutdown: "b" stays in the WAL only.
+        std::mem::forget(store);
+    }
+    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    let out = store
+        .append(TableRows::Audit(vec![
+            record("a", "ResponseComplete", T0, "u"),
+            record("b", "ResponseComplete", T0, "u"),
+            record("c", "ResponseComplete", T0, "u"),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(out.accepted, vec![false, false, true]);
+    assert_eq!(count(&store, "SELECT count(*) FROM audit").await, 4);
+}
+
+#[tokio::test]
+async fn interrupted_flush_neither_loses_nor_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        let rows = (0..10)
+            .map(|i| record(&format!("x{i}"), "ResponseComplete", T0, "u"))
+            .collect();
+        store.append(TableRows::Audit(rows)).await.unwrap();
+        std::mem::forget(store);
+    }
+    // Simulate a crash after a Parquet file of the segment was renamed into place but before
+    // the segment was deleted: copy the segment, seal, then put the segment back.
+    let wal_dir = dir.path().join("wal");
+    let seg = kestrel_store::wal::list_segments(&wal_dir).unwrap()[0];
+    let seg_path = kestrel_store::wal::segment_path(&wal_dir, seg);
+    let saved = fs::read(&seg_path).unwrap();
+    {
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        store.flush().unwrap();
+        assert!(!seg_path.exists());
+        std::mem::forget(store);
+    }
+    fs::write(&seg_path, saved).unwrap();
+    // A leftover temporary file of a half-written Parquet file.
+    let part = dir.path().join("audit/date=2026-11-20/hour=09");
+    fs::write(part.join("99999999999999999999-0.parquet.tmp"), b"half").unwrap();
+
+    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM audit").await, 10);
+    store.flush().unwrap();
+    assert_eq!(
+        count(&store, "SELECT count(DISTINCT audit_id) FROM audit").await,
+        10
+    );
+    assert_eq!(count(&store, "SELECT count(*) FROM audit").await, 10);
+    assert!(walk(dir.path().join("audit"))
+        .iter()
+        .all(|f| !f.ends_with(".tmp")));
+}
+
+#[tokio::test]
+async fn torn_wal_tail_keeps_everything_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        for i in 0..5 {
+            store
+                .append(TableRows::Audit(vec![record(
+                    &format!("t{i}"),
+                    "ResponseComplete",
+                    T0,
+                    "u",
+                )]))
+                .await
+                .unwrap();
+        }
+        std::mem::forget(store);
+    }
+    let wal_dir = dir.path().join("wal");
+    let seg = kestrel_store::wal::list_segments(&wal_dir).unwrap()[0];
+    let path = kestrel_store::wal::segment_path(&wal_dir, seg);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.extend_from_slice(&[0xff, 0x00, 0x00, 0x00, 1, 2]);
+    fs::write(&path, bytes).unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM audit").await, 5);
+}
+
+#[tokio::test]
+async fn queries_cannot_write_or_read_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    let opts = QueryOptions::default();
+    for sql in [
+        "CREATE TABLE t AS SELECT 1",
+        "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'",
+        "INSERT INTO audit (audit_id) VALUES ('x')",
+        "COPY (SELECT 1) TO '/tmp/kestrel-copy-test.csv'",
+        "DROP TABLE audit",
+    ] {
+        let err = store.query(sql, &opts).await.unwrap_err();
+        assert!(matches!(err, QueryError::Forbidden(_)), "{sql}: {err}");
+    }
+    let err = store
+        .query("SELECT * FROM '/etc/passwd'", &opts)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, QueryError::Invalid(_)), "{err}");
+    assert!(!std::path::Path::new("/tmp/kestrel-copy-test.csv").exists());
+    let err = store
+        .query("SELECT nope FROM audit", &opts)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+}
+
+#[tokio::test]
+async fn row_limit_marks_truncation_and_dead_letters_are_a_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    let rows = (0..50)
+        .map(|i| record(&format!("r{i}"), "ResponseComplete", T0, "u"))
+        .collect();
+    store.append(TableRows::Audit(rows)).await.unwrap();
+    let opts = QueryOptions {
+        max_rows: 10,
+        ..Default::default()
+    };
+    let r = store
+        .query("SELECT audit_id FROM audit", &opts)
+        .await
+        .unwrap();
+    assert_eq!(r.rows.len(), 10);
+    assert!(r.truncated);
+
+    store
+        .append(TableRows::DeadLetter(vec![DeadLetter {
+            time: T0,
+            source: "audit_webhook".into(),
+            kind: "invalid_json".into(),
+            reason: "expected value at line 1 column 1".into(),
+            location: Some("item 2".into()),
+            size_bytes: 3,
+            payload: "{x".into(),
+        }]))
+        .await
+        .unwrap();
+    let r = store
+        .query(
+            "SELECT kind, location FROM dead_letter",
+            &QueryOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.rows, vec![vec![json!("invalid_json"), json!("item 2")]]);
+}
+
+#[tokio::test]
+async fn null_checks_are_right_across_sealed_and_memory_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    let mut with_ns = record("n1", "ResponseComplete", T0, "u");
+    with_ns.namespace = None;
+    store.append(TableRows::Audit(vec![with_ns])).await.unwrap();
+    store.flush().unwrap();
+    store
+        .append(TableRows::Audit(vec![record(
+            "n2",
+            "ResponseComplete",
+            T0,
+            "u",
+        )]))
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM audit WHERE namespace IS NULL").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM audit WHERE namespace IS NOT NULL"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn retention_deletes_whole_old_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    let old = T0 - 200 * 86_400 * 1_000_000_000; // 200 days earlier
+    let now = kestrel_event::time::now_nanos();
+    store
+        .append(TableRows::Audit(vec![
+            record("old", "ResponseComplete", old, "u"),
+            record("new", "ResponseComplete", now, "u"),
+        ]))
+        .await
+        .unwrap();
+    store.flush().unwrap();
+    store.apply_retention();
+    let r = store
+        .query("SELECT audit_id FROM audit", &QueryOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.rows, vec![vec![json!("new")]]);
+    assert_eq!(Table::Audit.default_retention_days(), 180);
+}
