@@ -87,13 +87,13 @@ impl<'a> Compiler<'a> {
         )
     }
 
-    fn error(&self, ctx: Ctx<'_>, span: Span, kind: ErrorKind) -> RuleError {
-        RuleError {
+    fn error(&self, ctx: Ctx<'_>, span: Span, kind: ErrorKind) -> Box<RuleError> {
+        Box::new(RuleError {
             location: ctx.cond.locate(self.sources, span.start),
             item: Some(ctx.item.clone()),
             rule: None,
             kind,
-        }
+        })
     }
 
     /// Compiles a rule's condition plus its exceptions.
@@ -103,7 +103,7 @@ impl<'a> Compiler<'a> {
         cond: &CondText,
         exceptions: &[ExceptionDef],
         loc: &Location,
-    ) -> Result<Node, RuleError> {
+    ) -> Result<Node, Box<RuleError>> {
         let item = ItemRef {
             kind: ItemKind::Rule,
             name: name.to_string(),
@@ -149,12 +149,14 @@ impl<'a> Compiler<'a> {
         ex: &ExceptionDef,
         item: &ItemRef,
         loc: &Location,
-    ) -> Result<Option<Node>, RuleError> {
-        let fail = |msg: String| RuleError {
-            location: loc.clone(),
-            item: Some(item.clone()),
-            rule: None,
-            kind: ErrorKind::Compile(format!("exception {:?}: {msg}", ex.name)),
+    ) -> Result<Option<Node>, Box<RuleError>> {
+        let fail = |msg: String| {
+            Box::new(RuleError {
+                location: loc.clone(),
+                item: Some(item.clone()),
+                rule: None,
+                kind: ErrorKind::Compile(format!("exception {:?}: {msg}", ex.name)),
+            })
         };
         let mut fields = Vec::new();
         for (f, c) in ex.fields.iter().zip(&ex.comps) {
@@ -198,7 +200,12 @@ impl<'a> Compiler<'a> {
             .map_err(|e| fail(e.kind.to_string()))
     }
 
-    fn expr(&mut self, e: &Expr, ctx: Ctx<'_>, stack: &mut Vec<String>) -> Result<Node, RuleError> {
+    fn expr(
+        &mut self,
+        e: &Expr,
+        ctx: Ctx<'_>,
+        stack: &mut Vec<String>,
+    ) -> Result<Node, Box<RuleError>> {
         match e {
             Expr::And(v) => {
                 let mut out = Vec::with_capacity(v.len());
@@ -285,7 +292,7 @@ impl<'a> Compiler<'a> {
         op: Op,
         operand: &Operand,
         ctx: Ctx<'_>,
-    ) -> Result<Node, RuleError> {
+    ) -> Result<Node, Box<RuleError>> {
         let spec = FieldSpec::resolve(&field.name, field.arg.as_deref()).map_err(|e| {
             let kind = match e {
                 FieldError::Unknown => ErrorKind::UnknownField(field.to_string()),

@@ -289,6 +289,10 @@ impl Registry {
     pub fn len(&self) -> usize {
         self.specs.len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
 }
 
 /// Per-event extraction cache.

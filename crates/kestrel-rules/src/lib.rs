@@ -94,7 +94,7 @@ pub struct RuleSet {
     active: Vec<Active>,
     registry: Registry,
     /// Candidate rules (indexes into `active`, in order) per verb.
-    by_verb: HashMap<Box<str>, Box<[u32]>>,
+    by_verb: VerbIndex,
     /// Candidates for verbs no rule names.
     other_verbs: Box<[u32]>,
     matching: RuleMatching,
@@ -150,7 +150,7 @@ impl RuleSet {
                                 message: format!("rule {:?} skipped: {}", r.name, e.kind),
                             });
                         } else {
-                            report.errors.push(e);
+                            report.errors.push(*e);
                         }
                         continue;
                     }
@@ -330,7 +330,9 @@ fn render(r: &Active, x: &mut Extractor<'_, '_>) -> RuleMatch {
     }
 }
 
-fn build_index(active: &[Active]) -> (HashMap<Box<str>, Box<[u32]>>, Box<[u32]>) {
+type VerbIndex = HashMap<Box<str>, Box<[u32]>>;
+
+fn build_index(active: &[Active]) -> (VerbIndex, Box<[u32]>) {
     let mut verbs: Vec<&str> = active
         .iter()
         .filter_map(|a| a.facts.verb.as_ref())

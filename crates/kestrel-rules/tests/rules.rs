@@ -542,6 +542,9 @@ fn throughput() {
             }
         }
         let secs = start.elapsed().as_secs_f64();
-        eprintln!("falco upstream rules: {:.0} events/s", n / secs);
+        eprintln!(
+            "falco upstream rules: {:.0} events/s ({fired} matches in total)",
+            n / secs
+        );
     }
 }
