@@ -5,7 +5,7 @@
 //! cache slots, matchers prebuilt) → [`RuleSet`], which indexes rules by the verb, resource and
 //! stage they require and evaluates only candidate rules against an [`AuditEvent`].
 //!
-//! Architecture invariant: no I/O (except the convenience [`RuleSet::load_file`]), no async,
+//! Architecture invariant: no I/O (callers read rule files and pass their text), no async,
 //! no storage. A bad rule never disables the others: loading returns the good rules and a
 //! [`LoadReport`].
 
@@ -18,7 +18,6 @@ pub mod parse;
 pub mod priority;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 use kestrel_event::AuditEvent;
 use serde::Serialize;
@@ -229,28 +228,6 @@ impl RuleSet {
             .iter()
             .map(|(n, t)| (n.to_string(), t.to_string()))
             .collect()
-    }
-
-    /// Reads one rule file, or every `*.yaml`/`*.yml` file of a directory in name order.
-    pub fn load_file(path: impl AsRef<Path>) -> std::io::Result<(RuleSet, LoadReport)> {
-        let path = path.as_ref();
-        let mut files = Vec::new();
-        if path.is_dir() {
-            for e in std::fs::read_dir(path)? {
-                let p = e?.path();
-                if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-                    files.push(p);
-                }
-            }
-            files.sort();
-        } else {
-            files.push(path.to_path_buf());
-        }
-        let mut sources = Vec::new();
-        for f in files {
-            sources.push((f.display().to_string(), std::fs::read_to_string(&f)?));
-        }
-        Ok(RuleSet::from_sources(&sources))
     }
 
     /// Sets how many rules may fire per event.

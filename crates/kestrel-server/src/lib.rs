@@ -1,1 +1,207 @@
-//! placeholder
+//! The Kestrel server: ingest endpoints, SQL, alerts and health over HTTP, wired to the store,
+//! the rules engine and the notifier.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod ingest;
+pub mod metrics;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+use kestrel_alert::{AlertStore, Notifier};
+use kestrel_rules::{LoadReport, RuleMatching, RuleSet};
+use kestrel_store::Store;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+pub use auth::{Role, TokenStore};
+pub use config::ServerConfig;
+
+/// The rules in force; replaced as a whole when rules are reloaded.
+#[derive(Debug)]
+pub struct RulesHandle(RwLock<Arc<RuleSet>>);
+
+impl RulesHandle {
+    pub fn new(rules: RuleSet) -> Self {
+        RulesHandle(RwLock::new(Arc::new(rules)))
+    }
+
+    /// The current rule set.
+    pub fn load(&self) -> Arc<RuleSet> {
+        Arc::clone(&self.0.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replaces the rule set.
+    pub fn replace(&self, rules: RuleSet) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+    }
+}
+
+/// Everything a request handler needs.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<ServerConfig>,
+    pub store: Arc<Store>,
+    pub alerts: Arc<AlertStore>,
+    pub notifier: Arc<Notifier>,
+    pub tokens: Arc<TokenStore>,
+    pub rules: Arc<RulesHandle>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub registry: Arc<metrics::MetricsRegistry>,
+}
+
+/// The SQLite file with tokens, alerts and deliveries.
+pub fn state_db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("state.db")
+}
+
+/// Reads rule files: a file, or every `*.yaml`/`*.yml` of a directory in name order.
+pub fn read_rule_sources(path: &Path) -> std::io::Result<Vec<(String, String)>> {
+    let mut files = Vec::new();
+    if path.is_dir() {
+        for e in std::fs::read_dir(path)? {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                files.push(p);
+            }
+        }
+        files.sort();
+    } else {
+        files.push(path.to_path_buf());
+    }
+    files
+        .into_iter()
+        .map(|f| Ok((f.display().to_string(), std::fs::read_to_string(&f)?)))
+        .collect()
+}
+
+/// Loads the configured rules: the bundled pack, then the configured paths.
+pub fn load_rules(config: &ServerConfig) -> anyhow::Result<(RuleSet, LoadReport)> {
+    let mut sources = if config.rules.bundled {
+        RuleSet::bundled_sources()
+    } else {
+        Vec::new()
+    };
+    for p in &config.rules.paths {
+        sources.extend(
+            read_rule_sources(p).with_context(|| format!("reading rules from {}", p.display()))?,
+        );
+    }
+    let (mut rules, report) = RuleSet::from_sources(&sources);
+    if config.rules.rule_matching == "first" {
+        rules.set_rule_matching(RuleMatching::First);
+    }
+    Ok((rules, report))
+}
+
+/// A server bound to its address, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    state: AppState,
+    listener: TcpListener,
+}
+
+impl Server {
+    /// Opens the data directory (recovering the store), loads rules and binds the listener.
+    pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        let store_config = config.store_config();
+        let store = tokio::task::spawn_blocking(move || Store::open(store_config))
+            .await?
+            .context("opening the store")?;
+        let store = Arc::new(store);
+        let db = state_db_path(&config.data_dir);
+        let alerts = Arc::new(AlertStore::open(&db).context("opening the alert database")?);
+        let tokens = Arc::new(TokenStore::open(&db).context("opening the token database")?);
+        let (rules, report) = load_rules(&config)?;
+        for e in &report.errors {
+            warn!("rule error: {e}");
+        }
+        for w in &report.warnings {
+            info!("rule warning: {w}");
+        }
+        info!(rules = rules.active_len(), "rules loaded");
+        let notifier = Arc::new(Notifier::start(
+            config.alerting.clone(),
+            Arc::clone(&alerts),
+        ));
+        let metrics = Arc::new(metrics::Metrics::default());
+        let registry = Arc::new(metrics::MetricsRegistry::new(&metrics, Arc::clone(&store)));
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        if !config.listen.ip().is_loopback() {
+            warn!(listen = %config.listen, "listening beyond loopback as configured; put TLS in front of it");
+        }
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            alerts,
+            notifier,
+            tokens,
+            rules: Arc::new(RulesHandle::new(rules)),
+            metrics,
+            registry,
+        };
+        Ok(Server { state, listener })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then drains requests and seals everything
+    /// acknowledged into Parquet.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let addr = self.local_addr();
+        info!(%addr, "kestrel server listening");
+        let app = api::router(self.state.clone());
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving http")?;
+        info!("shutting down: sealing acknowledged data");
+        let store = Arc::clone(&self.state.store);
+        tokio::task::spawn_blocking(move || store.shutdown()).await?;
+        info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

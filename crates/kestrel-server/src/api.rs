@@ -1,0 +1,290 @@
+//! The HTTP API: routes, authentication by bearer token and role, and one error type that
+//! answers clearly without leaking internals.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use kestrel_alert::{AlertFilter, AlertStatus};
+use kestrel_store::{QueryError, QueryOptions};
+use serde::Deserialize;
+use serde_json::json;
+use tracing::{error, warn};
+
+use crate::auth::{Principal, Role};
+use crate::ingest::{ingest_event_list, IngestError};
+use crate::AppState;
+
+/// An API failure: its status and a message for the caller.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// A failure inside Kestrel: logged in full, answered as a plain 500.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        error!(error = %e, "internal error answering a request");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the server log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::BadBody(b) => ApiError::new(StatusCode::BAD_REQUEST, b.to_string()),
+            IngestError::Store(s) => {
+                error!(error = %s, "ingest could not be made durable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage is unavailable; retry later",
+                )
+            }
+        }
+    }
+}
+
+/// All routes. Health endpoints need no token; ingest needs a role that may write; everything
+/// else a role that may read (and changing alerts, `admin`).
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.ingest.max_body_bytes;
+    let ingest = Router::new()
+        .route("/v1/audit/webhook", post(audit_webhook))
+        .layer(DefaultBodyLimit::max(max_body))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_ingest,
+        ));
+    let read = Router::new()
+        .route("/v1/query", post(query))
+        .route("/v1/alerts", get(list_alerts))
+        .route("/v1/alerts/{id}", get(get_alert))
+        .route("/v1/rules", get(list_rules))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_read));
+    let admin = Router::new()
+        .route("/v1/alerts/{id}/ack", post(ack_alert))
+        .route("/v1/alerts/{id}/resolve", post(resolve_alert))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(ingest)
+        .merge(read)
+        .merge(admin)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(state)
+}
+
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let unauthorized = |msg: &str| {
+        state.metrics.auth_failures.inc();
+        ApiError::new(StatusCode::UNAUTHORIZED, msg)
+    };
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(unauthorized(
+            "missing bearer token (Authorization: Bearer <token>)",
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
+    match state.tokens.verify(token) {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Err(unauthorized("invalid or revoked token")),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+async fn require(
+    state: AppState,
+    mut req: Request,
+    next: Next,
+    allowed: fn(Role) -> bool,
+    what: &str,
+) -> Response {
+    match authenticate(&state, req.headers()) {
+        Ok(p) if allowed(p.role) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Ok(p) => {
+            warn!(token = %p.name, role = p.role.as_str(), path = %req.uri().path(), "token lacks the role for this endpoint");
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("a token with role {} may not {what}", p.role.as_str()),
+            )
+            .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn require_ingest(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    require(s, req, next, Role::may_ingest, "send data").await
+}
+
+async fn require_read(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    require(s, req, next, Role::may_read, "read data").await
+}
+
+async fn require_admin(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    require(s, req, next, |r| r == Role::Admin, "change alerts").await
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.store.is_writable() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "storage refuses writes\n").into_response()
+    }
+}
+
+async fn audit_webhook(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let summary = ingest_event_list(&state, body, "audit_webhook").await?;
+    Ok(Json(summary).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryRequest {
+    sql: String,
+    #[serde(default)]
+    max_rows: Option<usize>,
+}
+
+async fn query(
+    State(state): State<AppState>,
+    Json(req): Json<QueryRequest>,
+) -> Result<Response, ApiError> {
+    let cfg = &state.config.query;
+    let opts = QueryOptions {
+        max_rows: req.max_rows.unwrap_or(cfg.max_rows).min(cfg.max_rows),
+        timeout: cfg.timeout,
+        memory_limit_bytes: cfg.memory_limit_bytes,
+    };
+    match state.store.query(&req.sql, &opts).await {
+        Ok(result) => Ok(Json(result).into_response()),
+        Err(QueryError::Forbidden(m)) => Err(ApiError::new(StatusCode::FORBIDDEN, m)),
+        Err(QueryError::Invalid(m)) => Err(ApiError::new(StatusCode::BAD_REQUEST, m)),
+        Err(QueryError::Limit(m)) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m)),
+        Err(e @ QueryError::Internal(_)) => Err(ApiError::internal(e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct AlertQuery {
+    status: Option<String>,
+    priority: Option<String>,
+    rule: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_alerts(
+    State(state): State<AppState>,
+    Query(q): Query<AlertQuery>,
+) -> Result<Response, ApiError> {
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(AlertStatus::parse(s).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("unknown status {s:?}: use firing, acknowledged or resolved"),
+            )
+        })?),
+    };
+    let filter = AlertFilter {
+        status,
+        priority: q.priority,
+        rule: q.rule,
+        limit: Some(q.limit.unwrap_or(500).min(10_000)),
+    };
+    let alerts = state.alerts.list(&filter).map_err(ApiError::internal)?;
+    Ok(Json(json!({ "alerts": alerts })).into_response())
+}
+
+async fn get_alert(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let alert = state
+        .alerts
+        .get(&id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no alert {id}")))?;
+    let deliveries = state
+        .alerts
+        .deliveries(Some(&id), 100)
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "alert": alert, "deliveries": deliveries })).into_response())
+}
+
+async fn set_status(
+    state: &AppState,
+    id: &str,
+    status: AlertStatus,
+    who: &Principal,
+) -> Result<Response, ApiError> {
+    let alert = state
+        .alerts
+        .set_status(id, status, &who.name)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no alert {id}")))?;
+    Ok(Json(json!({ "alert": alert })).into_response())
+}
+
+async fn ack_alert(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    set_status(&state, &id, AlertStatus::Acknowledged, &who).await
+}
+
+async fn resolve_alert(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    set_status(&state, &id, AlertStatus::Resolved, &who).await
+}
+
+async fn list_rules(State(state): State<AppState>) -> Response {
+    let rules = state.rules.load();
+    Json(json!({ "rules": rules.rules() })).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.registry.render(),
+    )
+        .into_response()
+}

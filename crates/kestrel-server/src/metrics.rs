@@ -1,0 +1,159 @@
+//! The server's Prometheus metrics, all named `kestrel_<subsystem>_<name>_<unit>_total` and
+//! declared here, with bounded label values.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use kestrel_store::{Store, Table};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+/// Labels of ingest counters: which input (`audit_webhook`, ...), a fixed set.
+pub type SourceLabel = Vec<(&'static str, &'static str)>;
+
+/// Counters the request handlers update.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Events stored, by source.
+    pub ingest_events: Family<SourceLabel, Counter>,
+    /// Events dropped as re-sent duplicates, by source.
+    pub ingest_duplicates: Family<SourceLabel, Counter>,
+    /// Inputs dead-lettered, by source.
+    pub ingest_dead_letters: Family<SourceLabel, Counter>,
+    /// Request bodies refused as a whole, by source.
+    pub ingest_rejected_bodies: Family<SourceLabel, Counter>,
+    /// Rule matches.
+    pub rule_matches: Counter,
+    /// Alerts created or re-opened (each one notified).
+    pub alerts_notified: Counter,
+    /// Requests refused for a missing or wrong token.
+    pub auth_failures: Counter,
+}
+
+/// Source label value.
+pub fn source(s: &'static str) -> SourceLabel {
+    vec![("source", s)]
+}
+
+/// Store counters, read at scrape time.
+#[derive(Debug)]
+struct StoreCollector(Arc<Store>);
+
+impl prometheus_client::collector::Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = self.0.stats();
+        for table in Table::ALL {
+            let v = s.rows_written[table as usize].load(Ordering::Relaxed);
+            let name = format!("kestrel_store_{}_rows_written", table.name());
+            let e = encoder.encode_descriptor(
+                &name,
+                "rows written to the table's WAL",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(v).encode(e)?;
+        }
+        let counters: [(&str, &str, u64); 7] = [
+            (
+                "kestrel_store_wal_bytes",
+                "bytes appended to the WAL",
+                s.wal_bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "kestrel_store_wal_syncs",
+                "WAL fsyncs (group commits)",
+                s.wal_syncs.load(Ordering::Relaxed),
+            ),
+            (
+                "kestrel_store_duplicate_rows",
+                "rows dropped as duplicates",
+                s.duplicate_rows.load(Ordering::Relaxed),
+            ),
+            (
+                "kestrel_store_flushes",
+                "WAL segments sealed into Parquet",
+                s.flushes.load(Ordering::Relaxed),
+            ),
+            (
+                "kestrel_store_flush_errors",
+                "failed attempts to seal a segment",
+                s.flush_errors.load(Ordering::Relaxed),
+            ),
+            (
+                "kestrel_store_files_written",
+                "Parquet files written",
+                s.files_written.load(Ordering::Relaxed),
+            ),
+            (
+                "kestrel_store_files_deleted_by_retention",
+                "Parquet files deleted by retention",
+                s.files_deleted_by_retention.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, v) in counters {
+            let e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(v).encode(e)?;
+        }
+        Ok(())
+    }
+}
+
+/// The registry behind `/metrics`.
+#[derive(Debug)]
+pub struct MetricsRegistry {
+    registry: Registry,
+}
+
+impl MetricsRegistry {
+    pub fn new(metrics: &Metrics, store: Arc<Store>) -> Self {
+        let mut registry = Registry::default();
+        registry.register(
+            "kestrel_ingest_events",
+            "events stored",
+            metrics.ingest_events.clone(),
+        );
+        registry.register(
+            "kestrel_ingest_duplicates",
+            "events dropped as re-sent duplicates",
+            metrics.ingest_duplicates.clone(),
+        );
+        registry.register(
+            "kestrel_ingest_dead_letters",
+            "inputs kept aside as dead letters",
+            metrics.ingest_dead_letters.clone(),
+        );
+        registry.register(
+            "kestrel_ingest_rejected_bodies",
+            "request bodies refused as a whole",
+            metrics.ingest_rejected_bodies.clone(),
+        );
+        registry.register(
+            "kestrel_rules_matches",
+            "rule matches",
+            metrics.rule_matches.clone(),
+        );
+        registry.register(
+            "kestrel_alerts_notified",
+            "alerts created or re-opened",
+            metrics.alerts_notified.clone(),
+        );
+        registry.register(
+            "kestrel_http_auth_failures",
+            "requests refused for a missing or wrong token",
+            metrics.auth_failures.clone(),
+        );
+        registry.register_collector(Box::new(StoreCollector(store)));
+        MetricsRegistry { registry }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String does not fail");
+        out
+    }
+}
