@@ -1,14 +1,5 @@
 //! Kubernetes audit events from the API server's webhook (`EventList` bodies) and from audit log
 //! files (JSON lines); every item or line that cannot become an event becomes a dead letter.
-//!
-//! Each item and line is parsed on its own, straight into [`AuditEvent`]: a bad one never costs
-//! the good ones around it. A webhook body that parses whole takes one pass; only a damaged or
-//! oversized body is split item by item with a lenient scanner (which also salvages the complete
-//! items of a truncated body).
-//!
-//! An event must have a non-empty `auditID`, a non-empty `stage`, and a non-empty `verb` or
-//! `requestURI` ([`REQUIRED_FIELDS`]); a `kind`, when present, must be `Event`. Everything else is
-//! optional, as in captures from old clusters.
 
 use std::fmt;
 
@@ -21,7 +12,9 @@ use crate::error::BodyError;
 use crate::redact::{redact_event, redact_lexical, redact_value};
 use crate::scan::{self, ObjectShape};
 
-/// The fields an event must have (non-empty) to be accepted; `verb|requestURI` means either.
+/// The fields an event must have, non-empty, to be accepted; `verb|requestURI` means either. A
+/// `kind`, when present, must be `Event`; everything else is optional, as in captures from old
+/// clusters (`apiVersion` may be v1, v1beta1 or absent).
 pub const REQUIRED_FIELDS: &[&str] = &["auditID", "stage", "verb|requestURI"];
 
 /// Appended to a dead letter payload that was cut to `max_dead_letter_payload_bytes`.
@@ -218,6 +211,10 @@ fn check_required(e: &AuditEvent) -> Result<(), String> {
     Ok(())
 }
 
+/// Parses items and lines one by one, straight into [`AuditEvent`], so a bad one never costs the
+/// good ones around it. A webhook body that parses whole takes one pass ([`Parser::whole_body`]);
+/// only a damaged or oversized body is split item by item with the lenient scanner
+/// ([`Parser::salvage`]), which also keeps the complete items of a truncated body.
 struct Parser<'a> {
     cfg: &'a AuditParseConfig,
     source: &'a str,
@@ -238,9 +235,12 @@ impl<'a> Parser<'a> {
     /// One pass over a body that is valid JSON and holds only valid events. Returns false (and
     /// leaves `out` untouched) when anything is off, for the item-by-item path to sort out.
     fn whole_body(&mut self, b: &[u8]) -> bool {
+        let Ok(text) = std::str::from_utf8(b) else {
+            return false;
+        };
         let events = match b[0] {
-            b'[' => serde_json::from_slice::<Vec<AuditEvent>>(b).ok(),
-            b'{' => match serde_json::from_slice::<TypedList>(b) {
+            b'[' => serde_json::from_str::<Vec<AuditEvent>>(text).ok(),
+            b'{' => match serde_json::from_str::<TypedList>(text) {
                 Ok(TypedList {
                     items: Some(items), ..
                 }) => Some(items),
@@ -307,6 +307,11 @@ impl<'a> Parser<'a> {
                             (None, Some(t)) => Problem::TruncatedItem(t),
                             (None, None) => Problem::Unclosed,
                         }
+                    }
+                    ObjectShape::EmptyKindList { end } => {
+                        complete_docs += 1;
+                        pos = end;
+                        continue;
                     }
                     ObjectShape::EmptyList { end } => {
                         complete_docs += 1;
@@ -375,7 +380,17 @@ impl<'a> Parser<'a> {
             self.too_large(bytes, loc);
             return;
         }
-        match serde_json::from_slice::<AuditEvent>(bytes) {
+        // Validating UTF-8 once up front (fast for ASCII) is cheaper than serde_json checking
+        // every string piece, and names the problem precisely.
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(u) => {
+                let reason = format!("invalid UTF-8 at byte {}", u.valid_up_to());
+                self.dead(bytes, "invalid_utf8", reason, loc);
+                return;
+            }
+        };
+        match serde_json::from_str::<AuditEvent>(text) {
             Ok(mut e) => match check_required(&e) {
                 Ok(()) => {
                     if self.cfg.redact.enabled {
@@ -386,15 +401,11 @@ impl<'a> Parser<'a> {
                 Err(reason) => self.dead(bytes, "schema", reason, loc),
             },
             Err(err) => {
-                let (kind, reason) = match std::str::from_utf8(bytes) {
-                    Err(u) => (
-                        "invalid_utf8",
-                        format!("invalid UTF-8 at byte {} ({err})", u.valid_up_to()),
-                    ),
-                    Ok(_) if err.classify() == Category::Data => ("schema", err.to_string()),
-                    Ok(_) => ("invalid_json", err.to_string()),
+                let kind = match err.classify() {
+                    Category::Data => "schema",
+                    _ => "invalid_json",
                 };
-                self.dead(bytes, kind, reason, loc);
+                self.dead(bytes, kind, err.to_string(), loc);
             }
         }
     }

@@ -1,8 +1,5 @@
-//! A lenient byte-level JSON scanner: finds where values end without validating or allocating,
-//! so damaged bodies can still be split into items and lexically redacted.
-//!
-//! It tracks strings (with escapes) and bracket depth only; it never rejects input and never
-//! panics. Invalid UTF-8 is fine: every delimiter it looks for is ASCII.
+//! A lenient byte-level JSON scanner (strings and bracket depth only, any bytes, never panics):
+//! splits damaged bodies into items for salvage and finds keys for lexical redaction.
 
 /// Index of the first byte at or after `i` that is not JSON whitespace.
 pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
@@ -133,11 +130,14 @@ pub(crate) enum ObjectShape {
     BadItems { end: Option<usize> },
     /// No `items` key: a single event that ends at `end` (`None`: the input ends inside it).
     Single { end: Option<usize> },
+    /// No `items` key but `"kind":"EventList"`: an empty list that ends at `end`.
+    EmptyKindList { end: usize },
 }
 
 /// Looks at the top-level keys of the object that opens at `start` for an `items` array.
 pub(crate) fn object_shape(b: &[u8], start: usize) -> ObjectShape {
     let mut i = start + 1;
+    let mut event_list = false;
     loop {
         while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r' | b',') {
             i += 1;
@@ -146,12 +146,15 @@ pub(crate) fn object_shape(b: &[u8], start: usize) -> ObjectShape {
             return ObjectShape::Single { end: None };
         };
         match c {
+            b'}' if event_list => return ObjectShape::EmptyKindList { end: i + 1 },
             b'}' => return ObjectShape::Single { end: Some(i + 1) },
             b'"' => {
                 let Some(key_end) = string_end(b, i) else {
                     return ObjectShape::Single { end: None };
                 };
-                let is_items = &b[i + 1..key_end - 1] == b"items";
+                let key = &b[i + 1..key_end - 1];
+                let is_items = key == b"items";
+                let is_kind = key == b"kind";
                 i = skip_ws(b, key_end);
                 if b.get(i) == Some(&b':') {
                     i = skip_ws(b, i + 1);
@@ -171,7 +174,12 @@ pub(crate) fn object_shape(b: &[u8], start: usize) -> ObjectShape {
                     return ObjectShape::Single { end: None };
                 }
                 match value_end(b, i) {
-                    Some(end) => i = end,
+                    Some(end) => {
+                        if is_kind {
+                            event_list = &b[i..end] == b"\"EventList\"";
+                        }
+                        i = end;
+                    }
                     None => return ObjectShape::Single { end: None },
                 }
             }

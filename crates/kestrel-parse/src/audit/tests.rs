@@ -107,6 +107,19 @@ fn v1beta1_lists_bare_arrays_single_events_and_ndjson_are_accepted() {
     assert_eq!(ids(&b), ["x", "y"]);
     assert!(b.dead_letters.is_empty());
 
+    let no_items = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{}}"#;
+    for c in [
+        cfg(),
+        AuditParseConfig {
+            max_event_bytes: 10,
+            ..cfg()
+        },
+    ] {
+        assert_eq!(
+            parse_event_list(no_items.as_bytes(), &c, SRC, NOW).unwrap(),
+            ParsedBatch::default()
+        );
+    }
     let empty = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":null}"#;
     assert_eq!(
         parse_event_list(empty.as_bytes(), &cfg(), SRC, NOW).unwrap(),
@@ -586,5 +599,155 @@ proptest! {
         while !body.is_char_boundary(cut) { cut -= 1; }
         let r = crate::redact::redact_lexical(&body[..cut]);
         prop_assert!(!r.contains(&secret), "{}", r);
+    }
+}
+
+/// Rough throughput check: `cargo test --release -p kestrel-parse -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput() {
+    let falco = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/compat/falco/traces/create_nginx_pod_privileged.json");
+    let pod = std::fs::read_to_string(falco).unwrap_or_else(|_| secret_event("p", "x"));
+    let pod = pod.trim();
+    let items: Vec<String> = (0..400)
+        .map(|i| match i % 4 {
+            0 => exec_event(&format!("e{i}")),
+            1 => secret_event(&format!("s{i}"), "c2VjcmV0"),
+            _ => pod.to_owned(),
+        })
+        .collect();
+    let body = list(&items);
+    let lines = items.join("\n");
+    let list_run = || {
+        parse_event_list(body.as_bytes(), &cfg(), SRC, NOW)
+            .unwrap()
+            .events
+            .len()
+    };
+    let lines_run = || {
+        parse_json_lines(lines.as_bytes(), 1, &cfg(), SRC, NOW)
+            .events
+            .len()
+    };
+    let runs: [(&str, &dyn Fn() -> usize); 2] =
+        [("event_list", &list_run), ("json_lines", &lines_run)];
+    for (name, f) in runs {
+        let start = std::time::Instant::now();
+        let mut n = 0;
+        while start.elapsed().as_secs_f64() < 2.0 {
+            n += f();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "{name}: {:.0} events/s, {:.0} MB/s (avg event {} bytes)",
+            n as f64 / secs,
+            n as f64 * (body.len() as f64 / 400.0) / secs / 1e6,
+            body.len() / 400
+        );
+    }
+}
+
+#[test]
+#[ignore]
+fn throughput_parts() {
+    let falco = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/compat/falco/traces/create_nginx_pod_privileged.json");
+    let pod = std::fs::read_to_string(falco).unwrap();
+    let pod = pod.trim().to_owned();
+    let exec = exec_event("a");
+    let sec = secret_event("s", "c2VjcmV0");
+    let time = |name: &str, f: &dyn Fn() -> usize| {
+        let start = std::time::Instant::now();
+        let mut n = 0;
+        while start.elapsed().as_secs_f64() < 1.0 {
+            for _ in 0..100 {
+                n += f();
+            }
+        }
+        eprintln!("{name}: {:.0}/s", n as f64 / start.elapsed().as_secs_f64());
+    };
+    for (label, s) in [("pod", &pod), ("exec", &exec), ("secret", &sec)] {
+        eprintln!("{label}: {} bytes", s.len());
+        time("  AuditEvent", &|| {
+            serde_json::from_str::<AuditEvent>(s).map_or(0, |_| 1)
+        });
+        time("  Value", &|| {
+            serde_json::from_str::<Value>(s).map_or(0, |_| 1)
+        });
+        time("  IgnoredAny", &|| {
+            serde_json::from_str::<serde::de::IgnoredAny>(s).map_or(0, |_| 1)
+        });
+        time("  lines", &|| {
+            parse_json_lines(s.as_bytes(), 1, &cfg(), SRC, NOW)
+                .events
+                .len()
+        });
+        let e: AuditEvent = serde_json::from_str(s).unwrap();
+        time("  redact", &|| {
+            let mut e2 = e.clone();
+            redact_event(&mut e2);
+            1
+        });
+        time("  clone", &|| {
+            let _e2 = e.clone();
+            1
+        });
+    }
+}
+
+fn any_item() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z0-9-]{1,12}".prop_map(|id| exec_event(&id)),
+        ("[a-z]{1,8}", any_secret()).prop_map(|(id, s)| secret_event(&id, &s)),
+        "[a-z]{1,8}".prop_map(|id| exec_event(&id).replace(r#""stage":"ResponseStarted","#, "")),
+        "[a-z]{1,8}".prop_map(|id| exec_event(&id).replace(r#""verb":"create""#, r#""verb":{}"#)),
+        any::<i64>().prop_map(|n| n.to_string()),
+        "\\PC{0,10}".prop_map(|s| Value::String(s).to_string()),
+        Just("null".to_owned()),
+        Just("[]".to_owned()),
+        Just("{}".to_owned()),
+    ]
+}
+
+proptest! {
+    /// What the `audit_event_list` fuzz target asserts, on structured bodies: every item is
+    /// accounted for, and the one-pass and item-by-item paths agree.
+    #[test]
+    fn every_item_of_a_valid_body_is_an_event_or_a_dead_letter(
+        items in proptest::collection::vec(any_item(), 0..8),
+        shape in 0..3u8,
+    ) {
+        let body = match shape {
+            0 => list(&items),
+            1 => format!("[{}]", items.join(",")),
+            _ => items.join("\n"),
+        };
+        let n = items.len();
+        let fast = parse_event_list(body.as_bytes(), &cfg(), SRC, NOW);
+        let largest = items.iter().map(String::len).max().unwrap_or(0);
+        let slow_cfg = AuditParseConfig { max_event_bytes: largest.max(1), ..cfg() };
+        let slow = parse_event_list(body.as_bytes(), &slow_cfg, SRC, NOW);
+        match (&fast, shape) {
+            (Ok(b), 0 | 1) => prop_assert_eq!(b.events.len() + b.dead_letters.len(), n),
+            (Ok(b), _) => {
+                // Scalars between objects in NDJSON are junk: the rest of the body is one dead letter.
+                prop_assert!(b.events.len() + b.dead_letters.len() <= n);
+            }
+            (Err(_), _) => prop_assert!(shape == 2),
+        }
+        if body.len() > largest {
+            prop_assert_eq!(&fast, &slow);
+        }
+        if let Ok(b) = &fast {
+            for e in &b.events {
+                let line = serde_json::to_string(e).unwrap();
+                let again = parse_json_lines(line.as_bytes(), 1, &cfg(), SRC, NOW);
+                prop_assert_eq!(again.events.as_slice(), std::slice::from_ref(e));
+            }
+            let all = serde_json::to_string(&b.events).unwrap()
+                + &serde_json::to_string(&b.dead_letters).unwrap();
+            prop_assert!(!all.contains("S3CR"), "{}", all);
+        }
     }
 }
