@@ -8,7 +8,8 @@
 //!   `kind`), every item of a `SecretList` and of any `*List`/`items` array in that context, and
 //!   every `rows[].object` of a `Table`;
 //! - JSON-patch arrays on `secrets`: `value` of ops whose `path` starts with `/data` or
-//!   `/stringData` (or replaces the whole object);
+//!   `/stringData` (or replaces the whole object); a body on `secrets` that is a bare string is
+//!   masked whole;
 //! - `status.token` of a `TokenRequest` (or of any body on subresource `token`), `spec.token` of
 //!   a `TokenReview` (or of any body on resource `tokenreviews`);
 //! - the `kubectl.kubernetes.io/last-applied-configuration` annotation of any object is parsed,
@@ -116,6 +117,8 @@ fn redact_body(v: &mut Value, ctx: Ctx) -> bool {
     match v {
         Value::Object(m) => redact_object(m, ctx),
         Value::Array(ops) if ctx.secret => redact_json_patch(ops),
+        // A body on a secret that is kept as text (e.g. a non-JSON patch) cannot be inspected.
+        Value::String(_) if ctx.secret => mask(v),
         _ => false,
     }
 }
@@ -510,6 +513,14 @@ mod tests {
         redact_event(&mut e);
         assert_clean(&e, &["anNvbi1wYXRjaA==", "json-patch-plain"]);
         assert_eq!(e.request_object.as_ref().unwrap()[2]["value"], "shop");
+
+        let mut e = event(json!({
+            "auditID": "a", "stage": "ResponseComplete", "verb": "patch",
+            "objectRef": {"resource": "secrets", "namespace": "shop", "name": "db"},
+            "requestObject": "stringData:\n  password: yaml-apply-patch\n"
+        }));
+        redact_event(&mut e);
+        assert_clean(&e, &["yaml-apply-patch"]);
     }
 
     #[test]
