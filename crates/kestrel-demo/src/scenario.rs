@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use crate::background::timed_traffic;
 use crate::cluster::{
-    self, admitted_pod, privileged_pod, replicaset_pod, ATTACKER_IP, ATTACKER_KUBECTL_UA,
-    CART_PODS, CURL_UA, WEB_PODS,
+    self, admitted_pod, privileged_pod, replicaset_pod, ATTACKER_IP, ATTACKER_KUBECTL_UA, CURL_UA,
+    WEB_PODS,
 };
 use crate::event::{stable_uid, Actor, Req, Stage};
 use crate::template::Timing;
@@ -205,7 +205,7 @@ fn deployment(ns: &str, app: &str, image: &str, generation: u64, rv: &str, creat
             "annotations": {"deployment.kubernetes.io/revision": (generation - 1).to_string()}
         },
         "spec": {
-            "replicas": if app == "web" { 3 } else { 2 },
+            "replicas": if app == "checkout" { 3 } else { 2 },
             "selector": {"matchLabels": {"app.kubernetes.io/name": app}},
             "template": {
                 "metadata": {"labels": {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "shop"}},
@@ -216,10 +216,22 @@ fn deployment(ns: &str, app: &str, image: &str, generation: u64, rv: &str, creat
             "revisionHistoryLimit": 10,
             "progressDeadlineSeconds": 600
         },
-        "status": {"observedGeneration": generation - 1, "replicas": if app == "web" { 3 } else { 2 }, "updatedReplicas": if app == "web" { 3 } else { 2 }, "readyReplicas": if app == "web" { 3 } else { 2 }, "availableReplicas": if app == "web" { 3 } else { 2 },
+        "status": {"observedGeneration": generation - 1, "replicas": if app == "checkout" { 3 } else { 2 }, "updatedReplicas": if app == "checkout" { 3 } else { 2 }, "readyReplicas": if app == "checkout" { 3 } else { 2 }, "availableReplicas": if app == "checkout" { 3 } else { 2 },
                    "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability."}, {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": format!("ReplicaSet \"{app}\" has successfully progressed.")}]}
     })
 }
+
+/// Deployments that the demo rolls out. The background traffic keeps touching the long-running
+/// `web` and `cart` pods, so the rollouts replace other ones.
+const CHECKOUT_PODS: [(&str, usize, &str); 3] = [
+    ("checkout-6d4f9b7c8d-8fjq2", 0, "10.244.0.19"),
+    ("checkout-6d4f9b7c8d-vl5xz", 1, "10.244.1.27"),
+    ("checkout-6d4f9b7c8d-zr4wd", 2, "10.244.2.23"),
+];
+const PAYMENTS_PODS: [(&str, usize, &str); 2] = [
+    ("payments-7b5c9d8f6-c6hbn", 2, "10.244.2.25"),
+    ("payments-7b5c9d8f6-kp8tw", 0, "10.244.0.21"),
+];
 
 struct Rollout<'a> {
     ns: &'a str,
@@ -485,37 +497,37 @@ fn alice_deploys(s: &mut Story, created: &str) {
         .sub("log"),
     );
     let t = s.at(22, 0);
-    let image = "registry.example.com/shop/web:1.8.3";
+    let image = "registry.example.com/shop/checkout:3.2.0";
     let rv = s.rv();
     let done = s.both(
         t,
         18,
-        &Req::new(&alice, "patch", "/apis/apps/v1/namespaces/shop/deployments/web?fieldManager=kubectl-set")
+        &Req::new(&alice, "patch", "/apis/apps/v1/namespaces/shop/deployments/checkout?fieldManager=kubectl-set")
             .level("RequestResponse")
             .res("deployments")
             .apps()
             .ns("shop")
-            .name("web")
-            .req_obj(json!({"spec": {"template": {"spec": {"containers": [{"image": image, "name": "web"}]}}}}))
-            .resp_obj(deployment("shop", "web", image, 15, &rv, created)),
+            .name("checkout")
+            .req_obj(json!({"spec": {"template": {"spec": {"containers": [{"image": image, "name": "checkout"}]}}}}))
+            .resp_obj(deployment("shop", "checkout", image, 15, &rv, created)),
     );
     let end = rollout(
         s,
         done,
         &Rollout {
             ns: "shop",
-            app: "web",
-            old_rs: "web-7c9d8f6b5d",
-            new_hash: "5f6d7c8b9",
+            app: "checkout",
+            old_rs: "checkout-6d4f9b7c8d",
+            new_hash: "5f6d7c8b94",
             image,
-            old_pods: &WEB_PODS,
+            old_pods: &CHECKOUT_PODS,
         },
     );
     // `kubectl rollout status` watched the Deployment until the rollout finished.
     s.one(
         end + 300 * MS,
         (end + 300 * MS - done - 2 * SEC) / MS,
-        &Req::new(&alice, "watch", "/apis/apps/v1/namespaces/shop/deployments?fieldSelector=metadata.name%3Dweb&resourceVersion=0&watch=true")
+        &Req::new(&alice, "watch", "/apis/apps/v1/namespaces/shop/deployments?fieldSelector=metadata.name%3Dcheckout&resourceVersion=0&watch=true")
             .res("deployments")
             .apps()
             .ns("shop"),
@@ -529,47 +541,47 @@ fn alice_deploys(s: &mut Story, created: &str) {
     );
 }
 
-/// ArgoCD syncs a new cart image from Git.
+/// ArgoCD syncs a new payments image from Git.
 fn argocd_syncs(s: &mut Story, created: &str) {
     let argo = cluster::argocd();
     let t = s.jittered(35, 40);
-    let image = "registry.example.com/shop/cart:2.4.1";
+    let image = "registry.example.com/shop/payments:2.4.1";
     s.one(
         t,
         5,
         &Req::new(
             &argo,
             "get",
-            "/apis/apps/v1/namespaces/shop/deployments/cart",
+            "/apis/apps/v1/namespaces/shop/deployments/payments",
         )
         .res("deployments")
         .apps()
         .ns("shop")
-        .name("cart"),
+        .name("payments"),
     );
     let rv = s.rv();
     let done = s.one(
         t + 150 * MS,
         21,
-        &Req::new(&argo, "patch", "/apis/apps/v1/namespaces/shop/deployments/cart")
+        &Req::new(&argo, "patch", "/apis/apps/v1/namespaces/shop/deployments/payments")
             .level("RequestResponse")
             .res("deployments")
             .apps()
             .ns("shop")
-            .name("cart")
-            .req_obj(json!({"metadata": {"annotations": {"argocd.argoproj.io/tracking-id": "shop:apps/Deployment:shop/cart"}}, "spec": {"template": {"spec": {"$setElementOrder/containers": [{"name": "cart"}], "containers": [{"image": image, "name": "cart"}]}}}}))
-            .resp_obj(deployment("shop", "cart", image, 9, &rv, created)),
+            .name("payments")
+            .req_obj(json!({"metadata": {"annotations": {"argocd.argoproj.io/tracking-id": "shop:apps/Deployment:shop/payments"}}, "spec": {"template": {"spec": {"$setElementOrder/containers": [{"name": "payments"}], "containers": [{"image": image, "name": "payments"}]}}}}))
+            .resp_obj(deployment("shop", "payments", image, 9, &rv, created)),
     );
     rollout(
         s,
         done,
         &Rollout {
             ns: "shop",
-            app: "cart",
-            old_rs: "cart-5b8f7d9c4",
+            app: "payments",
+            old_rs: "payments-7b5c9d8f6",
             new_hash: "6c9b8d7f5",
             image,
-            old_pods: &CART_PODS,
+            old_pods: &PAYMENTS_PODS,
         },
     );
 }

@@ -165,7 +165,7 @@ fn demo_looks_like_a_real_cluster() {
                 && e.stage == "ResponseComplete"
         })
         .collect();
-    assert_eq!(pod_creates.len(), 5, "3 web + 2 cart pods");
+    assert_eq!(pod_creates.len(), 5, "3 checkout + 2 payments pods");
     for p in pod_creates {
         assert_eq!(p.level, "RequestResponse");
         assert!(p.request_object.as_ref().unwrap()["spec"]["containers"].is_array());
