@@ -1,0 +1,170 @@
+//! The command line: clap derive, one subcommand per mode, environment fallbacks.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Kestrel: Kubernetes security monitoring — collect, store, detect, alert.
+#[derive(Debug, Parser)]
+#[command(name = "kestrel", version, about)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace). `KESTREL_LOG` takes a full filter.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors in the log.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// All in one on embedded defaults: server on 127.0.0.1, data in ./kestrel-data, and a demo
+    /// attack scenario.
+    #[cfg(feature = "server")]
+    Up(UpArgs),
+    /// The server alone, from a configuration file.
+    #[cfg(feature = "server")]
+    Server(ServerArgs),
+    /// Manage API tokens (works on the data directory directly).
+    #[cfg(feature = "server")]
+    Token(TokenArgs),
+    /// Measure ingest, rule evaluation and query speed on generated audit traffic.
+    #[cfg(feature = "server")]
+    Bench(BenchArgs),
+    /// Run a read-only SQL query.
+    Query(QueryArgs),
+    /// List and change alerts.
+    Alerts(AlertsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Data directory (default ./kestrel-data, or the config's data_dir).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:7070, or the config's listen).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Do not replay the demo scenario.
+    #[arg(long)]
+    pub no_demo: bool,
+    /// Server configuration (YAML).
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Server configuration (YAML).
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Overrides the config's data_dir.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Overrides the config's listen address.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The server's data directory.
+    #[arg(long, default_value = "kestrel-data", env = "KESTREL_DATA_DIR")]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub action: TokenAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a token and print it (it is shown only once).
+    Create {
+        /// admin, ingest (agents and webhooks: write only) or viewer (read only).
+        #[arg(long)]
+        role: String,
+        /// A unique name for the token.
+        #[arg(long)]
+        name: String,
+    },
+    /// List tokens (names and roles, never values).
+    List,
+    /// Revoke a token by name; it stops working at once.
+    Revoke { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Number of generated audit events.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: usize,
+    /// Events per webhook-sized batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Directory for the benchmark's store (a temporary one by default).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// Where the server is and which token to use.
+#[derive(Debug, Args, Clone)]
+pub struct ConnectArgs {
+    /// Server URL; else `KESTREL_SERVER`, else `<data-dir>/server.url`.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// File holding the token; else `KESTREL_TOKEN` (the value), else `<data-dir>/admin.token`.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Data directory of a local `kestrel up`, used when nothing else says where to go.
+    #[arg(long, default_value = "kestrel-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The SQL (SELECT only), e.g. "SELECT verb, count(*) FROM audit GROUP BY verb".
+    pub sql: String,
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value = "table")]
+    pub format: Format,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    #[command(subcommand)]
+    pub action: Option<AlertsAction>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsAction {
+    /// List alerts, most recent first.
+    List {
+        /// firing, acknowledged or resolved.
+        #[arg(long)]
+        status: Option<String>,
+        /// A Falco priority, e.g. Critical.
+        #[arg(long)]
+        priority: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, short = 'f', value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Acknowledge an alert by id.
+    Ack { id: String },
+    /// Resolve an alert by id.
+    Resolve { id: String },
+}

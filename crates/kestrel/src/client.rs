@@ -1,0 +1,188 @@
+//! Talking to a running server: where it is, which token to use, and the commands that use it.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::cli::{AlertsAction, AlertsArgs, ConnectArgs, Format, QueryArgs};
+use crate::output::print_rows;
+
+/// A server and a token.
+pub struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+fn read_trimmed(path: &Path) -> Result<String> {
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .trim()
+        .to_string())
+}
+
+impl Client {
+    /// Finds the server and token: flags, then `KESTREL_SERVER`/`KESTREL_TOKEN`, then the files
+    /// a local `kestrel up` writes into its data directory.
+    pub fn discover(args: &ConnectArgs) -> Result<Client> {
+        let base = match (&args.server, std::env::var("KESTREL_SERVER").ok()) {
+            (Some(s), _) => s.clone(),
+            (None, Some(s)) if !s.is_empty() => s,
+            _ => {
+                let file = args.data_dir.join("server.url");
+                if !file.exists() {
+                    bail!(
+                        "no server given: use --server URL, set KESTREL_SERVER, or run beside a `kestrel up` ({} not found)",
+                        file.display()
+                    );
+                }
+                read_trimmed(&file)?
+            }
+        };
+        let token = match (&args.token_file, std::env::var("KESTREL_TOKEN").ok()) {
+            (Some(f), _) => read_trimmed(f)?,
+            (None, Some(t)) if !t.is_empty() => t,
+            _ => {
+                let file = args.data_dir.join("admin.token");
+                if !file.exists() {
+                    bail!(
+                        "no token given: use --token-file FILE, set KESTREL_TOKEN, or run beside a `kestrel up` ({} not found)",
+                        file.display()
+                    );
+                }
+                read_trimmed(&file)?
+            }
+        };
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach the server at {}: {e}", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await.context("reading the server's answer")?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            let msg = value
+                .get("error")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| value.to_string());
+            bail!("{msg} (HTTP {})", status.as_u16());
+        }
+        Ok(value)
+    }
+}
+
+pub async fn query(args: QueryArgs) -> Result<()> {
+    let client = Client::discover(&args.connect)?;
+    let result = client
+        .call(
+            reqwest::Method::POST,
+            "/v1/query",
+            Some(json!({ "sql": args.sql })),
+        )
+        .await?;
+    let columns: Vec<String> = serde_json::from_value(result["columns"].clone())?;
+    let rows: Vec<Vec<Value>> = serde_json::from_value(result["rows"].clone())?;
+    print_rows(&mut std::io::stdout().lock(), &columns, &rows, args.format)?;
+    if result["truncated"].as_bool() == Some(true) {
+        eprintln!(
+            "note: the result was cut at {} rows; add a LIMIT or narrow the query",
+            rows.len()
+        );
+    }
+    Ok(())
+}
+
+pub async fn alerts(args: AlertsArgs) -> Result<()> {
+    let client = Client::discover(&args.connect)?;
+    let action = args.action.unwrap_or(AlertsAction::List {
+        status: None,
+        priority: None,
+        limit: 100,
+        format: Format::Table,
+    });
+    match action {
+        AlertsAction::List {
+            status,
+            priority,
+            limit,
+            format,
+        } => {
+            let mut path = format!("/v1/alerts?limit={limit}");
+            if let Some(s) = status {
+                path.push_str(&format!("&status={s}"));
+            }
+            if let Some(p) = priority {
+                path.push_str(&format!("&priority={p}"));
+            }
+            let v = client.call(reqwest::Method::GET, &path, None).await?;
+            let columns: Vec<String> = [
+                "id",
+                "priority",
+                "status",
+                "rule",
+                "count",
+                "last_seen",
+                "output",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let rows: Vec<Vec<Value>> = v["alerts"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|al| columns.iter().map(|c| al[c].clone()).collect())
+                        .collect()
+                })
+                .unwrap_or_default();
+            print_rows(&mut std::io::stdout().lock(), &columns, &rows, format)?;
+        }
+        AlertsAction::Ack { id } => {
+            let v = client
+                .call(reqwest::Method::POST, &format!("/v1/alerts/{id}/ack"), None)
+                .await?;
+            println!(
+                "acknowledged {} ({})",
+                id,
+                v["alert"]["rule"].as_str().unwrap_or("")
+            );
+        }
+        AlertsAction::Resolve { id } => {
+            let v = client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/v1/alerts/{id}/resolve"),
+                    None,
+                )
+                .await?;
+            println!(
+                "resolved {} ({})",
+                id,
+                v["alert"]["rule"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
+}
