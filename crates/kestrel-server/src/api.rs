@@ -2,6 +2,7 @@
 //! answers clearly without leaking internals.
 
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -164,7 +165,27 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn audit_webhook(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+/// A body axum could not read (too large, cut off): answered as JSON like every other error.
+fn body_rejection(e: BytesRejection, max_body_bytes: usize) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {max_body_bytes} bytes (ingest.max_body_bytes)"),
+        );
+    }
+    ApiError::new(e.status(), e.body_text())
+}
+
+/// A query request that is not the expected JSON, answered as JSON.
+fn json_rejection(e: JsonRejection) -> ApiError {
+    ApiError::new(e.status(), e.body_text())
+}
+
+async fn audit_webhook(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| body_rejection(e, state.config.ingest.max_body_bytes))?;
     let summary = ingest_event_list(&state, body, "audit_webhook").await?;
     Ok(Json(summary).into_response())
 }
@@ -179,8 +200,9 @@ struct QueryRequest {
 
 async fn query(
     State(state): State<AppState>,
-    Json(req): Json<QueryRequest>,
+    req: Result<Json<QueryRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let Json(req) = req.map_err(json_rejection)?;
     let cfg = &state.config.query;
     let opts = QueryOptions {
         max_rows: req.max_rows.unwrap_or(cfg.max_rows).min(cfg.max_rows),

@@ -21,6 +21,10 @@ pub struct ServerConfig {
     /// Name of the cluster this server watches, stored with every event.
     #[serde(default)]
     pub cluster: Option<String>,
+    /// Serve HTTPS with this certificate and key (PEM). Without it the server speaks plain HTTP,
+    /// which is only right on loopback or behind a TLS proxy.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     #[serde(default)]
     pub ingest: IngestConfig,
     #[serde(default)]
@@ -31,6 +35,16 @@ pub struct ServerConfig {
     pub rules: RulesConfig,
     #[serde(default)]
     pub alerting: AlertingConfig,
+}
+
+/// The server's certificate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// Limits and processing of incoming data.
@@ -237,6 +251,16 @@ impl ServerConfig {
         }
         if self.ingest.max_event_bytes > self.ingest.max_body_bytes {
             problems.push("ingest.max_event_bytes is larger than ingest.max_body_bytes".into());
+        }
+        if let Some(tls) = &self.tls {
+            for (what, path) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
+                if !path.is_file() {
+                    problems.push(format!(
+                        "tls.{what}: {} is not a readable file",
+                        path.display()
+                    ));
+                }
+            }
         }
         if problems.is_empty() {
             Ok(())

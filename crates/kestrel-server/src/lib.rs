@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
+use axum_server::tls_rustls::RustlsConfig;
 use kestrel_alert::{AlertStore, Notifier};
 use kestrel_rules::{LoadReport, RuleMatching, RuleSet};
 use kestrel_store::Store;
@@ -104,6 +105,7 @@ pub fn load_rules(config: &ServerConfig) -> anyhow::Result<(RuleSet, LoadReport)
 pub struct Server {
     state: AppState,
     listener: TcpListener,
+    tls: Option<RustlsConfig>,
 }
 
 impl Server {
@@ -133,11 +135,29 @@ impl Server {
         ));
         let metrics = Arc::new(metrics::Metrics::default());
         let registry = Arc::new(metrics::MetricsRegistry::new(&metrics, Arc::clone(&store)));
+        let tls = match &config.tls {
+            Some(t) => {
+                // One process-wide TLS provider: ring, which the HTTP client uses too.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                Some(
+                    RustlsConfig::from_pem_file(&t.cert_file, &t.key_file)
+                        .await
+                        .with_context(|| {
+                            format!(
+                                "loading the TLS certificate {} and key {}",
+                                t.cert_file.display(),
+                                t.key_file.display()
+                            )
+                        })?,
+                )
+            }
+            None => None,
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
-        if !config.listen.ip().is_loopback() {
-            warn!(listen = %config.listen, "listening beyond loopback as configured; put TLS in front of it");
+        if !config.listen.ip().is_loopback() && tls.is_none() {
+            warn!(listen = %config.listen, "plain HTTP beyond loopback as configured; set tls or put a TLS proxy in front");
         }
         let state = AppState {
             config: Arc::new(config),
@@ -149,7 +169,20 @@ impl Server {
             metrics,
             registry,
         };
-        Ok(Server { state, listener })
+        Ok(Server {
+            state,
+            listener,
+            tls,
+        })
+    }
+
+    /// `https` when the server terminates TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The bound address (useful with port 0).
@@ -170,12 +203,27 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let addr = self.local_addr();
-        info!(%addr, "kestrel server listening");
+        info!(%addr, scheme = self.scheme(), "kestrel server listening");
         let app = api::router(self.state.clone());
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving http")?;
+        match self.tls {
+            None => axum::serve(self.listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .context("serving http")?,
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let on_signal = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    on_signal.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+                });
+                axum_server::from_tcp_rustls(self.listener.into_std()?, tls)?
+                    .handle(handle)
+                    .serve(app.into_make_service())
+                    .await
+                    .context("serving https")?;
+            }
+        }
         info!("shutting down: sealing acknowledged data");
         let store = Arc::clone(&self.state.store);
         tokio::task::spawn_blocking(move || store.shutdown()).await?;

@@ -54,10 +54,19 @@ impl Client {
                 read_trimmed(&file)?
             }
         };
+        let mut http = reqwest::Client::builder();
+        if let Some(ca) = &args.ca_file {
+            let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{} holds no PEM certificate", ca.display()))?
+            {
+                http = http.add_root_certificate(cert);
+            }
+        }
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
             token,
-            http: reqwest::Client::new(),
+            http: http.build().context("building the http client")?,
         })
     }
 
