@@ -71,8 +71,13 @@ pub struct ServerArgs {
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
-    /// The server's data directory.
-    #[arg(long, default_value = "kestrel-data", env = "KESTREL_DATA_DIR")]
+    /// The server's data directory (before or after the action: `token create ... --data-dir D`).
+    #[arg(
+        long,
+        global = true,
+        default_value = "kestrel-data",
+        env = "KESTREL_DATA_DIR"
+    )]
     pub data_dir: PathBuf,
     #[command(subcommand)]
     pub action: TokenAction,
@@ -120,6 +125,10 @@ pub struct ConnectArgs {
     /// Data directory of a local `kestrel up`, used when nothing else says where to go.
     #[arg(long, default_value = "kestrel-data")]
     pub data_dir: PathBuf,
+    /// PEM certificate(s) to trust for an `https://` server with a private CA or self-signed
+    /// certificate; else `KESTREL_CA_FILE`.
+    #[arg(long, env = "KESTREL_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
