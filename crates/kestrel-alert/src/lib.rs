@@ -11,7 +11,7 @@ mod model;
 mod notify;
 mod store;
 
-pub use config::{AlertingConfig, ReceiverConfig, RouteConfig, WebhookConfig};
+pub use config::{duration, AlertingConfig, ReceiverConfig, RouteConfig, WebhookConfig};
 pub use model::{fingerprint, Alert, AlertStatus, EventRef, NewAlert};
 pub use notify::{Notifier, NotifierStats};
 pub use store::{AlertFilter, AlertStore, Delivery};

@@ -174,12 +174,8 @@ fn default_rule_matching() -> String {
     "all".into()
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| {
-        serde::de::Error::custom(format!("invalid duration {s:?} (write e.g. 30s, 5m): {e}"))
-    })
-}
+/// Durations are written with a unit (`30s`, `5m`), the same parser as the alerting section's.
+use kestrel_alert::duration;
 
 macro_rules! default_from_serde {
     ($($t:ty),*) => {$(
