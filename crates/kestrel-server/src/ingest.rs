@@ -44,8 +44,10 @@ pub enum IngestError {
 }
 
 pub(crate) fn parse_config(state: &AppState) -> AuditParseConfig {
-    let mut cfg = AuditParseConfig::default();
-    cfg.max_event_bytes = state.config.ingest.max_event_bytes;
+    let mut cfg = AuditParseConfig {
+        max_event_bytes: state.config.ingest.max_event_bytes,
+        ..AuditParseConfig::default()
+    };
     cfg.redact.enabled = state.config.ingest.redact_secrets;
     cfg
 }
@@ -62,14 +64,15 @@ pub async fn ingest_event_list(
     let parsed = tokio::task::spawn_blocking(move || {
         kestrel_parse::parse_event_list(&body, &cfg, source_name, now).map_err(|e| {
             let dl = kestrel_parse::dead_letter_for_body(&body, &e, &cfg, source_name, now);
-            (e, dl)
+            Box::new((e, dl))
         })
     })
     .await
     .expect("parser does not panic");
     match parsed {
         Ok(batch) => store_batch(state, batch, source_name).await,
-        Err((err, dead_letter)) => {
+        Err(rejected) => {
+            let (err, dead_letter) = *rejected;
             state
                 .metrics
                 .ingest_rejected_bodies

@@ -41,10 +41,15 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", chain.join(": "));
+            eprintln!("error: {}", one_line(&chain.join(": ")));
             ExitCode::from(1)
         }
     }
+}
+
+/// Errors print as one line, even when a message (a SQL planner's, say) spans several.
+fn one_line(msg: &str) -> String {
+    msg.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
