@@ -256,16 +256,23 @@ async fn resend_everything(
     assert_eq!(stored_keys(server, round).await, all);
 }
 
-fn config_with_room_for_every_row(dir: &Path) -> std::path::PathBuf {
+/// A configuration whose queries return every row of a round. With `small_segments`, WAL
+/// segments of 1 MiB (about 20 batches) are sealed into Parquet all through the stream, so a
+/// kill lands among rotations and flushes too.
+fn crash_config(dir: &Path, small_segments: bool) -> std::path::PathBuf {
     let path = dir.join("kestrel.yaml");
-    std::fs::write(&path, "query:\n  max_rows: 1000000\n").unwrap();
+    let mut yaml = String::from("query:\n  max_rows: 1000000\n");
+    if small_segments {
+        yaml.push_str("storage:\n  segment_max_bytes: 1048576\n");
+    }
+    std::fs::write(&path, yaml).unwrap();
     path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_keeps_every_acknowledged_event_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = config_with_room_for_every_row(tmp.path());
+    let config = crash_config(tmp.path(), true);
     let data = tmp.path().join("data");
     let mut server = TestServer::start_with_config(&data, Some(&config)).await;
     let mut total = 0;
@@ -299,6 +306,12 @@ async fn kill_9_mid_stream_keeps_every_acknowledged_event_exactly_once() {
                 .len(),
         );
         in_flight_at_kills += outcome.in_flight_at_stop;
+        let log = server.log_text();
+        println!(
+            "  recovery so far: {} wal segments replayed, {} files of unfinished flushes removed",
+            log.matches("replayed wal segment").count(),
+            log.matches("removing file of an unfinished flush").count()
+        );
         resend_everything(&server, round, &batches, &stored).await;
         total += distinct_keys(&batches).len() as u64;
         assert_eq!(server.count("SELECT count(*) FROM audit").await, total);
@@ -312,7 +325,7 @@ async fn kill_9_mid_stream_keeps_every_acknowledged_event_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_stream_seals_every_acknowledged_event_into_parquet() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = config_with_room_for_every_row(tmp.path());
+    let config = crash_config(tmp.path(), false);
     let data = tmp.path().join("data");
     let mut server = TestServer::start_with_config(&data, Some(&config)).await;
     let round = 1;

@@ -277,7 +277,13 @@ async fn secret_values_reach_no_answer_and_no_file() {
     for table in ["audit", "dead_letter"] {
         for file in parquet_files(&data.join(table)) {
             let text = parquet_text(&file);
-            assert!(!text.is_empty());
+            if table == "audit" {
+                // The decoding works: the redacted objects are there, in clear.
+                assert!(
+                    text.contains("db-credentials") && text.contains("<redacted>"),
+                    "{text}"
+                );
+            }
             s.assert_absent(&file.display().to_string(), text.as_bytes());
             parquet += 1;
         }
