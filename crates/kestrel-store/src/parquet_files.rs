@@ -65,7 +65,10 @@ pub fn segment_of(path: &Path) -> Option<u64> {
 }
 
 /// Writes `batches` (all of `schema`) as sealed Parquet files under `table_dir`, one per
-/// `date=`/`hour=` partition their rows fall in. Returns the paths written.
+/// `date=`/`hour=` partition their rows fall in, rows sorted by time. Returns the paths written.
+///
+/// Rows usually arrive in time order already; then the batches are written as they are, with no
+/// copy. Otherwise they are concatenated and sorted first.
 pub fn write_partitioned(
     table_dir: &Path,
     schema: &SchemaRef,
@@ -76,59 +79,129 @@ pub fn write_partitioned(
     if rows == 0 {
         return Ok(Vec::new());
     }
-    let all = concat_batches(schema, batches)?;
-    let order = sort_to_indices(
-        all.column(0),
-        Some(SortOptions {
-            descending: false,
-            nulls_first: false,
-        }),
-        None,
-    )?;
-    let sorted = take_record_batch(&all, &order)?;
-    let times = sorted
-        .column(0)
-        .as_any()
-        .downcast_ref::<TimestampNanosecondArray>()
-        .expect("column 0 of every table is `time`");
+    let sorted: Vec<RecordBatch> = if is_time_ordered(batches) {
+        batches.to_vec()
+    } else {
+        let all = concat_batches(schema, batches)?;
+        let order = sort_to_indices(
+            all.column(0),
+            Some(SortOptions {
+                descending: false,
+                nulls_first: false,
+            }),
+            None,
+        )?;
+        vec![take_record_batch(&all, &order)?]
+    };
 
     let props = writer_properties(schema);
     let mut written = Vec::new();
-    let mut start = 0;
-    while start < sorted.num_rows() {
-        let part = partition_at(times, start);
-        let mut end = start + 1;
-        while end < sorted.num_rows() && partition_at(times, end) == part {
-            end += 1;
+    let mut open: Option<OpenFile> = None;
+    for batch in &sorted {
+        let times = time_column(batch);
+        let mut start = 0;
+        while start < batch.num_rows() {
+            let hour = hour_at(times, start);
+            let mut end = start + 1;
+            while end < batch.num_rows() && hour_at(times, end) == hour {
+                end += 1;
+            }
+            if open.as_ref().is_none_or(|f| f.hour != hour) {
+                if let Some(done) = open.take() {
+                    written.push(done.seal()?);
+                }
+                let part = kestrel_event::time::partition_of(hour * NANOS_PER_HOUR);
+                let dir = table_dir
+                    .join(format!("date={}", part.0))
+                    .join(format!("hour={}", part.1));
+                fs::create_dir_all(&dir)?;
+                open = Some(OpenFile::create(
+                    dir.join(file_name(segment, written.len())),
+                    hour,
+                    schema,
+                    props.clone(),
+                )?);
+            }
+            if let Some(f) = open.as_mut() {
+                f.writer.write(&batch.slice(start, end - start))?;
+            }
+            start = end;
         }
-        let dir = table_dir
-            .join(format!("date={}", part.0))
-            .join(format!("hour={}", part.1));
-        fs::create_dir_all(&dir)?;
-        let path = dir.join(file_name(segment, written.len()));
-        write_file(&path, &sorted.slice(start, end - start), props.clone())?;
-        written.push(path);
-        start = end;
+    }
+    if let Some(done) = open.take() {
+        written.push(done.seal()?);
     }
     Ok(written)
 }
 
-fn partition_at(times: &TimestampNanosecondArray, i: usize) -> (String, String) {
-    let nanos = if times.is_null(i) { 0 } else { times.value(i) };
-    kestrel_event::time::partition_of(nanos)
+fn time_column(batch: &RecordBatch) -> &TimestampNanosecondArray {
+    batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+        .expect("column 0 of every table is `time`")
 }
 
-fn write_file(path: &Path, batch: &RecordBatch, props: WriterProperties) -> Result<(), StoreError> {
-    let tmp = path.with_extension("parquet.tmp");
-    let file = File::create(&tmp)?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
-    writer.write(batch)?;
-    let file = writer.into_inner()?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, path)?;
-    sync_dir(path.parent().expect("a file has a parent"))?;
-    Ok(())
+/// Whether the `time` column never decreases across all batches (and has no nulls).
+fn is_time_ordered(batches: &[RecordBatch]) -> bool {
+    let mut last = i64::MIN;
+    for batch in batches {
+        let times = time_column(batch);
+        if times.null_count() > 0 {
+            return false;
+        }
+        for &t in times.values().iter() {
+            if t < last {
+                return false;
+            }
+            last = t;
+        }
+    }
+    true
+}
+
+/// The UTC hour (since the epoch) row `i` falls in; rows of one hour share a partition.
+fn hour_at(times: &TimestampNanosecondArray, i: usize) -> i64 {
+    let nanos = if times.is_null(i) { 0 } else { times.value(i) };
+    nanos.div_euclid(NANOS_PER_HOUR)
+}
+
+const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
+
+/// A Parquet file being written under a temporary name.
+struct OpenFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    hour: i64,
+    writer: ArrowWriter<File>,
+}
+
+impl OpenFile {
+    fn create(
+        path: PathBuf,
+        hour: i64,
+        schema: &SchemaRef,
+        props: WriterProperties,
+    ) -> Result<Self, StoreError> {
+        let tmp = path.with_extension("parquet.tmp");
+        let writer = ArrowWriter::try_new(File::create(&tmp)?, schema.clone(), Some(props))?;
+        Ok(OpenFile {
+            path,
+            tmp,
+            hour,
+            writer,
+        })
+    }
+
+    /// Finishes the file, makes it durable and renames it into place.
+    fn seal(self) -> Result<PathBuf, StoreError> {
+        let file = self.writer.into_inner()?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&self.tmp, &self.path)?;
+        sync_dir(self.path.parent().expect("a file has a parent"))?;
+        Ok(self.path)
+    }
 }
 
 /// Every sealed file under `table_dir` (and the `.tmp` leftovers of interrupted writes, which
@@ -177,4 +250,49 @@ pub fn read_file(path: &Path, columns: &[&str]) -> Result<Vec<RecordBatch>, Stor
         out.push(batch?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{audit_batch, audit_schema};
+    use kestrel_event::AuditRecord;
+
+    fn rows(times: &[i64]) -> RecordBatch {
+        let recs: Vec<AuditRecord> = times
+            .iter()
+            .map(|&t| AuditRecord {
+                time: t,
+                audit_id: t.to_string(),
+                ..Default::default()
+            })
+            .collect();
+        audit_batch(&recs)
+    }
+
+    fn times_in(path: &Path) -> Vec<i64> {
+        read_file(path, &["time"])
+            .unwrap()
+            .iter()
+            .flat_map(|b| time_column(b).values().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn files_hold_their_hour_sorted_whether_input_is_ordered_or_not() {
+        let h = NANOS_PER_HOUR;
+        for batches in [
+            vec![rows(&[1, 2]), rows(&[3, h + 1]), rows(&[h + 2])],
+            vec![rows(&[h + 2, 3]), rows(&[1, h + 1]), rows(&[2])],
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let files = write_partitioned(dir.path(), &audit_schema(), &batches, 7).unwrap();
+            assert_eq!(files.len(), 2);
+            assert!(files[0].ends_with("date=1970-01-01/hour=00/00000000000000000007-0.parquet"));
+            assert!(files[1].ends_with("date=1970-01-01/hour=01/00000000000000000007-1.parquet"));
+            assert_eq!(times_in(&files[0]), vec![1, 2, 3]);
+            assert_eq!(times_in(&files[1]), vec![h + 1, h + 2]);
+            assert_eq!(segment_of(&files[1]), Some(7));
+        }
+    }
 }

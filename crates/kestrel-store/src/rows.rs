@@ -1,11 +1,13 @@
 //! The tables Kestrel stores and the typed rows an append carries.
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
 use kestrel_event::{AuditRecord, DeadLetter};
-use serde::{Deserialize, Serialize};
 
 use crate::schema;
+use crate::StoreError;
 
 /// A table of the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -54,9 +56,8 @@ impl Table {
     }
 }
 
-/// Rows for one table, as appended and as written to the WAL.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "t", content = "rows", rename_all = "snake_case")]
+/// Rows for one table, as appended.
+#[derive(Debug, Clone, PartialEq)]
 pub enum TableRows {
     Audit(Vec<AuditRecord>),
     DeadLetter(Vec<DeadLetter>),
@@ -87,7 +88,7 @@ impl TableRows {
         match self {
             TableRows::Audit(r) => {
                 let r = &r[i];
-                (!r.audit_id.is_empty()).then(|| format!("{}\u{0}{}", r.audit_id, r.stage))
+                (!r.audit_id.is_empty()).then(|| dedup_key(&r.audit_id, &r.stage))
             }
             TableRows::DeadLetter(_) => None,
         }
@@ -115,4 +116,55 @@ impl TableRows {
             TableRows::DeadLetter(r) => schema::dead_letter_batch(r),
         }
     }
+}
+
+/// A WAL entry: one byte naming the table, then the rows as an Arrow IPC stream. Arrow IPC is
+/// the in-memory layout written out, so logging a batch costs little more than copying it, and
+/// replay yields batches directly.
+pub(crate) fn encode_wal_entry(table: Table, batch: &RecordBatch) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(batch.get_array_memory_size() + 1024);
+    out.push(table.index() as u8);
+    let mut writer = StreamWriter::try_new(&mut out, &batch.schema())?;
+    writer.write(batch)?;
+    writer.finish()?;
+    drop(writer);
+    Ok(out)
+}
+
+/// Reads a WAL entry back.
+pub(crate) fn decode_wal_entry(entry: &[u8]) -> Result<(Table, Vec<RecordBatch>), StoreError> {
+    let (&tag, ipc) = entry
+        .split_first()
+        .ok_or_else(|| StoreError::Wal("empty wal entry".into()))?;
+    let table = Table::ALL
+        .into_iter()
+        .find(|t| t.index() == usize::from(tag))
+        .ok_or_else(|| StoreError::Wal(format!("wal entry names unknown table {tag}")))?;
+    let reader = StreamReader::try_new(std::io::Cursor::new(ipc), None)?;
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    Ok((table, batches))
+}
+
+/// The de-duplication keys of a batch's rows: `(auditID, stage)` for audit events; other
+/// tables have none.
+pub(crate) fn dedup_keys(table: Table, batch: &RecordBatch) -> Vec<String> {
+    if table != Table::Audit {
+        return Vec::new();
+    }
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+    };
+    let (Some(ids), Some(stages)) = (column("audit_id"), column("stage")) else {
+        return Vec::new();
+    };
+    (0..batch.num_rows())
+        .filter(|&i| ids.is_valid(i) && !ids.value(i).is_empty())
+        .map(|i| dedup_key(ids.value(i), stages.value(i)))
+        .collect()
+}
+
+fn dedup_key(audit_id: &str, stage: &str) -> String {
+    format!("{audit_id}\u{0}{stage}")
 }

@@ -11,7 +11,7 @@
 //! only after every file made from it is durable; recovery deletes the files of any segment
 //! still present and replays it, so an interrupted flush neither loses nor duplicates rows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,12 +20,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use datafusion::arrow::array::{Array, RecordBatch, StringArray};
+use datafusion::arrow::array::RecordBatch;
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
 use crate::parquet_files::{self, segment_of};
-use crate::rows::{Table, TableRows};
+use crate::rows::{decode_wal_entry, dedup_keys, encode_wal_entry, Table, TableRows};
 use crate::wal::{self, SegmentWriter};
 use crate::StoreError;
 
@@ -202,21 +202,16 @@ impl Store {
             let contents = wal::read_segment(&wal::segment_path(&wal_dir, seg))?;
             let mut replayed = 0usize;
             for entry in contents.entries {
-                match serde_json::from_slice::<TableRows>(&entry) {
-                    Ok(rows) => {
-                        for i in 0..rows.len() {
-                            if let Some(k) = rows.dedup_key(i) {
-                                dedup.insert(k);
+                match decode_wal_entry(&entry) {
+                    Ok((table, batches)) => {
+                        let mut state = shared.table(table);
+                        for batch in batches {
+                            for key in dedup_keys(table, &batch) {
+                                dedup.insert(key);
                             }
+                            replayed += batch.num_rows();
+                            state.frozen.entry(seg).or_default().push(batch);
                         }
-                        replayed += rows.len();
-                        let batch = rows.to_batch();
-                        shared
-                            .table(rows.table())
-                            .frozen
-                            .entry(seg)
-                            .or_default()
-                            .push(batch);
                     }
                     Err(e) => {
                         shared
@@ -397,15 +392,8 @@ impl DedupSet {
             match parquet_files::read_file(&file, &["audit_id", "stage"]) {
                 Ok(batches) => {
                     for b in batches {
-                        let ids = b.column(0).as_any().downcast_ref::<StringArray>();
-                        let stages = b.column(1).as_any().downcast_ref::<StringArray>();
-                        let (Some(ids), Some(stages)) = (ids, stages) else {
-                            continue;
-                        };
-                        for i in 0..b.num_rows() {
-                            if ids.is_valid(i) && !ids.value(i).is_empty() {
-                                self.insert(format!("{}\u{0}{}", ids.value(i), stages.value(i)));
-                            }
+                        for key in dedup_keys(Table::Audit, &b) {
+                            self.insert(key);
                         }
                     }
                 }
@@ -509,40 +497,46 @@ impl Committer {
             return;
         }
         let mut pending = Vec::with_capacity(appends.len());
-        let mut group_keys: Vec<String> = Vec::new();
+        let mut group_keys: HashSet<String> = HashSet::new();
         let mut failure: Option<String> = None;
         for (mut rows, reply) in appends {
+            let table = rows.table();
             let mut accepted = vec![true; rows.len()];
             let mut duplicates = 0;
             for (i, ok) in accepted.iter_mut().enumerate() {
                 if let Some(key) = rows.dedup_key(i) {
-                    if self.dedup.contains(&key) || group_keys.contains(&key) {
+                    if self.dedup.contains(&key) || !group_keys.insert(key) {
                         *ok = false;
                         duplicates += 1;
-                    } else {
-                        group_keys.push(key);
                     }
                 }
             }
             if duplicates > 0 {
                 rows.retain_indices(&accepted);
             }
-            if !rows.is_empty() && failure.is_none() {
-                let payload = serde_json::to_vec(&rows).expect("rows serialize");
-                if let Err(e) = self.writer.append(&payload) {
-                    failure = Some(e.to_string());
+            let written = rows.len();
+            let batch = (written > 0).then(|| rows.to_batch());
+            drop(rows);
+            if let (Some(batch), None) = (&batch, &failure) {
+                match encode_wal_entry(table, batch) {
+                    Ok(payload) => {
+                        if let Err(e) = self.writer.append(&payload) {
+                            failure = Some(e.to_string());
+                        }
+                        self.shared
+                            .stats
+                            .wal_bytes
+                            .fetch_add(payload.len() as u64 + 8, Ordering::Relaxed);
+                    }
+                    Err(e) => failure = Some(e.to_string()),
                 }
-                self.shared
-                    .stats
-                    .wal_bytes
-                    .fetch_add(payload.len() as u64 + 8, Ordering::Relaxed);
             }
             let outcome = AppendOutcome {
-                written: rows.len(),
+                written,
                 accepted,
                 duplicates,
             };
-            pending.push((rows, outcome, reply));
+            pending.push((table, batch, outcome, reply));
         }
         if failure.is_none() {
             if let Err(e) = self.writer.sync() {
@@ -553,7 +547,7 @@ impl Committer {
         if let Some(msg) = failure {
             error!(error = %msg, "wal write failed; refusing appends until restart");
             self.shared.poisoned.store(true, Ordering::Release);
-            for (_, _, reply) in pending {
+            for (_, _, _, reply) in pending {
                 let _ = reply.send(Err(StoreError::Wal(msg.clone())));
             }
             return;
@@ -561,10 +555,8 @@ impl Committer {
         for key in group_keys {
             self.dedup.insert(key);
         }
-        for (rows, outcome, reply) in pending {
-            let table = rows.table();
-            if !rows.is_empty() {
-                let batch = rows.to_batch();
+        for (table, batch, outcome, reply) in pending {
+            if let Some(batch) = batch {
                 self.shared.table(table).active.push(batch);
             }
             self.shared.stats.rows_written[table.index()]

@@ -17,6 +17,11 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 
+/// Ingest allocates and frees many short strings on several threads; mimalloc handles that
+/// pattern far better than the system allocator (measured with `kestrel bench`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
