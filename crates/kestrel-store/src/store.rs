@@ -466,18 +466,14 @@ impl Committer {
                         let _ = self.flush_jobs.send(FlushJob::Barrier(reply));
                     }
                     Command::Shutdown => {
-                        self.rotate();
-                        let _ = std::fs::remove_file(wal::segment_path(
-                            &self.shared.wal_dir,
-                            self.writer.id(),
-                        ));
+                        self.close();
                         return;
                     }
                     Command::Append { .. } => unreachable!("appends were taken out above"),
                 }
             }
         }
-        self.rotate();
+        self.close();
     }
 
     fn commit(
@@ -579,8 +575,8 @@ impl Committer {
         }
     }
 
-    /// Closes the open segment (if it has entries), moves its rows to `frozen` and queues it
-    /// for sealing.
+    /// Closes the open segment (if it has entries), opens the next one and queues the closed
+    /// one for sealing.
     fn rotate(&mut self) {
         if self.writer.bytes() == 0 || self.shared.poisoned.load(Ordering::Acquire) {
             return;
@@ -594,14 +590,30 @@ impl Committer {
             }
         }
         self.opened = Instant::now();
+        self.freeze(old);
+    }
+
+    /// At shutdown: queues the open segment for sealing (the flusher deletes it once sealed),
+    /// or deletes it when empty. After a WAL failure the segment stays for the next start to
+    /// replay.
+    fn close(self) {
+        if self.writer.bytes() == 0 {
+            let _ = fs::remove_file(wal::segment_path(&self.shared.wal_dir, self.writer.id()));
+        } else if !self.shared.poisoned.load(Ordering::Acquire) {
+            self.freeze(self.writer.id());
+        }
+    }
+
+    /// Moves the rows of `segment` from `active` to `frozen` and queues the segment for sealing.
+    fn freeze(&self, segment: u64) {
         for table in Table::ALL {
             let mut state = self.shared.table(table);
             let active = std::mem::take(&mut state.active);
             if !active.is_empty() {
-                state.frozen.entry(old).or_default().extend(active);
+                state.frozen.entry(segment).or_default().extend(active);
             }
         }
-        let _ = self.flush_jobs.send(FlushJob::Segment(old));
+        let _ = self.flush_jobs.send(FlushJob::Segment(segment));
     }
 }
 
