@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{SecondsFormat, Utc};
+use kestrel_event::time::to_rfc3339;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
@@ -72,10 +73,6 @@ pub struct AlertStore {
     conn: Mutex<Connection>,
 }
 
-fn rfc3339(nanos: i64) -> String {
-    DateTime::<Utc>::from_timestamp_nanos(nanos).to_rfc3339_opts(SecondsFormat::AutoSi, true)
-}
-
 fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -128,7 +125,7 @@ impl AlertStore {
                         serde_json::to_string(&new.labels)?,
                         serde_json::to_string(&new.annotations)?,
                         event,
-                        rfc3339(new.time),
+                        to_rfc3339(new.time),
                         new.time,
                     ],
                 )?;
@@ -156,7 +153,7 @@ impl AlertStore {
                         new.output,
                         event,
                         serde_json::to_string(&new.annotations)?,
-                        rfc3339(new.time),
+                        to_rfc3339(new.time),
                         new.time,
                         reopen,
                     ],

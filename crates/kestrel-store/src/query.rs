@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float32Array, Float64Array, Int16Array, Int32Array,
     Int64Array, Int8Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array,
@@ -165,14 +164,12 @@ impl Store {
             let mut truncated = false;
             while let Some(batch) = stream.next().await {
                 let batch = batch.map_err(classify)?;
-                append_json_rows(&batch, &mut rows, opts.max_rows);
-                if rows.len() >= opts.max_rows {
-                    // One more row than allowed tells us it was cut.
-                    truncated = batch.num_rows() > 0 && rows.len() > opts.max_rows;
-                    if truncated {
-                        rows.truncate(opts.max_rows);
-                        break;
-                    }
+                // One row more than allowed tells us the result was cut.
+                append_json_rows(&batch, &mut rows, opts.max_rows + 1);
+                if rows.len() > opts.max_rows {
+                    truncated = true;
+                    rows.truncate(opts.max_rows);
+                    break;
                 }
             }
             Ok(QueryResult {
@@ -352,9 +349,7 @@ pub fn json_value(col: &ArrayRef, i: usize) -> Value {
                     .saturating_mul(1_000),
                 TimeUnit::Nanosecond => col.as_primitive::<TimestampNanosecondType>().value(i),
             };
-            Value::String(
-                DateTime::from_timestamp_nanos(nanos).to_rfc3339_opts(SecondsFormat::AutoSi, true),
-            )
+            Value::String(kestrel_event::time::to_rfc3339(nanos))
         }
         DataType::List(_) => {
             let values = col.as_list::<i32>().value(i);

@@ -14,11 +14,23 @@ use crate::cli::{ServerArgs, UpArgs};
 /// Marks a data directory whose demo scenario was replayed, so a restart does not add it again.
 const DEMO_MARKER: &str = "demo.loaded";
 
-fn load_config(path: Option<&Path>) -> Result<ServerConfig> {
-    Ok(match path {
+/// The configuration file (or the defaults), with the command line's overrides applied.
+fn load_config(
+    path: Option<&Path>,
+    data_dir: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<ServerConfig> {
+    let mut config = match path {
         Some(p) => ServerConfig::load(p)?,
         None => ServerConfig::default(),
-    })
+    };
+    if let Some(d) = data_dir {
+        config.data_dir = d;
+    }
+    if let Some(l) = listen {
+        config.listen = l;
+    }
+    Ok(config)
 }
 
 /// Writes `contents` to `path` readable by the owner only.
@@ -62,13 +74,7 @@ fn ensure_admin_token(data_dir: &Path) -> Result<String> {
 }
 
 pub async fn run(args: UpArgs) -> Result<()> {
-    let mut config = load_config(args.config.as_deref())?;
-    if let Some(d) = args.data_dir {
-        config.data_dir = d;
-    }
-    if let Some(l) = args.listen {
-        config.listen = l;
-    }
+    let config = load_config(args.config.as_deref(), args.data_dir, args.listen)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let data_dir = config.data_dir.clone();
@@ -90,13 +96,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
 }
 
 pub async fn run_server(args: ServerArgs) -> Result<()> {
-    let mut config = load_config(args.config.as_deref())?;
-    if let Some(d) = args.data_dir {
-        config.data_dir = d;
-    }
-    if let Some(l) = args.listen {
-        config.listen = l;
-    }
+    let config = load_config(args.config.as_deref(), args.data_dir, args.listen)?;
     let server = Server::bind(config).await?;
     server.serve(shutdown_signal()).await
 }
