@@ -2,6 +2,7 @@
 //! Parquet (`<root>/<table>/date=YYYY-MM-DD/hour=HH/*.parquet`), retention, and read-only SQL
 //! with DataFusion over sealed and unsealed rows alike.
 
+mod agent_tables;
 mod parquet_files;
 mod query;
 mod rows;
@@ -9,6 +10,7 @@ mod schema;
 mod store;
 pub mod wal;
 
+pub use agent_tables::ingest_batches;
 pub use query::{check_read_only, json_value, QueryError, QueryOptions, QueryResult};
 pub use rows::{Table, TableRows};
 pub use schema::{audit_schema, dead_letter_schema};

@@ -6,6 +6,7 @@ use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use kestrel_event::{AuditRecord, DeadLetter};
 
+use crate::agent_tables;
 use crate::schema;
 use crate::StoreError;
 
@@ -16,17 +17,44 @@ pub enum Table {
     Audit,
     /// Input that could not become a record, with the reason.
     DeadLetter,
+    /// Container output (stdout/stderr) from the node agents.
+    ContainerLog,
+    /// Ingress controller access logs.
+    Ingress,
+    /// CoreDNS queries.
+    Dns,
+    /// Netfilter (network policy) packet logs.
+    Netflow,
+    /// systemd journal entries.
+    Journal,
+    /// Kubernetes events.
+    K8sEvent,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 2] = [Table::Audit, Table::DeadLetter];
+    pub const ALL: [Table; 8] = [
+        Table::Audit,
+        Table::DeadLetter,
+        Table::ContainerLog,
+        Table::Ingress,
+        Table::Dns,
+        Table::Netflow,
+        Table::Journal,
+        Table::K8sEvent,
+    ];
 
     /// The table's SQL name, which is also its directory name.
     pub fn name(self) -> &'static str {
         match self {
             Table::Audit => "audit",
             Table::DeadLetter => "dead_letter",
+            Table::ContainerLog => "container_log",
+            Table::Ingress => "ingress",
+            Table::Dns => "dns",
+            Table::Netflow => "netflow",
+            Table::Journal => "journal",
+            Table::K8sEvent => "k8s_event",
         }
     }
 
@@ -35,6 +63,9 @@ impl Table {
         match self {
             Table::Audit => schema::audit_schema(),
             Table::DeadLetter => schema::dead_letter_schema(),
+            agent_table => {
+                agent_tables::schema(agent_table).expect("every other table is fed by agents")
+            }
         }
     }
 
@@ -43,6 +74,8 @@ impl Table {
         match self {
             Table::Audit => 180,
             Table::DeadLetter => 30,
+            Table::ContainerLog | Table::Journal => 30,
+            Table::Ingress | Table::Dns | Table::Netflow | Table::K8sEvent => 90,
         }
     }
 
@@ -54,6 +87,11 @@ impl Table {
     pub(crate) fn index(self) -> usize {
         self as usize
     }
+
+    /// Whether rows come in agent batches, de-duplicated by their `batch_id` column.
+    pub(crate) fn has_batch_id(self) -> bool {
+        !matches!(self, Table::Audit | Table::DeadLetter)
+    }
 }
 
 /// Rows for one table, as appended.
@@ -61,6 +99,13 @@ impl Table {
 pub enum TableRows {
     Audit(Vec<AuditRecord>),
     DeadLetter(Vec<DeadLetter>),
+    /// Rows of an agent batch, already in the table's Arrow schema, stored all or nothing: when
+    /// a batch with the same `batch_key` was stored before, none are.
+    Batch {
+        table: Table,
+        rows: RecordBatch,
+        batch_key: String,
+    },
 }
 
 impl TableRows {
@@ -68,6 +113,7 @@ impl TableRows {
         match self {
             TableRows::Audit(_) => Table::Audit,
             TableRows::DeadLetter(_) => Table::DeadLetter,
+            TableRows::Batch { table, .. } => *table,
         }
     }
 
@@ -75,6 +121,17 @@ impl TableRows {
         match self {
             TableRows::Audit(r) => r.len(),
             TableRows::DeadLetter(r) => r.len(),
+            TableRows::Batch { rows, .. } => rows.num_rows(),
+        }
+    }
+
+    /// The key of an all-or-nothing agent batch.
+    pub(crate) fn batch_key(&self) -> Option<String> {
+        match self {
+            TableRows::Batch {
+                table, batch_key, ..
+            } => Some(batch_dedup_key(*table, batch_key)),
+            _ => None,
         }
     }
 
@@ -90,7 +147,7 @@ impl TableRows {
                 let r = &r[i];
                 (!r.audit_id.is_empty()).then(|| dedup_key(&r.audit_id, &r.stage))
             }
-            TableRows::DeadLetter(_) => None,
+            TableRows::DeadLetter(_) | TableRows::Batch { .. } => None,
         }
     }
 
@@ -106,6 +163,12 @@ impl TableRows {
         match self {
             TableRows::Audit(r) => retain(r, keep),
             TableRows::DeadLetter(r) => retain(r, keep),
+            TableRows::Batch { rows, .. } => {
+                // All or nothing: a batch is either wholly kept or wholly dropped.
+                if !keep.iter().all(|k| *k) {
+                    *rows = rows.slice(0, 0);
+                }
+            }
         }
     }
 
@@ -114,6 +177,7 @@ impl TableRows {
         match self {
             TableRows::Audit(r) => schema::audit_batch(r),
             TableRows::DeadLetter(r) => schema::dead_letter_batch(r),
+            TableRows::Batch { rows, .. } => rows.clone(),
         }
     }
 }
@@ -145,17 +209,36 @@ pub(crate) fn decode_wal_entry(entry: &[u8]) -> Result<(Table, Vec<RecordBatch>)
     Ok((table, batches))
 }
 
-/// The de-duplication keys of a batch's rows: `(auditID, stage)` for audit events; other
-/// tables have none.
+/// The de-duplication keys of a batch's rows: `(auditID, stage)` for audit events, the
+/// agent batch identities for agent-fed tables; the dead-letter table has none.
 pub(crate) fn dedup_keys(table: Table, batch: &RecordBatch) -> Vec<String> {
-    if table != Table::Audit {
-        return Vec::new();
-    }
     let column = |name: &str| {
         batch
             .column_by_name(name)
             .and_then(|c| c.as_any().downcast_ref::<StringArray>())
     };
+    if table.has_batch_id() {
+        let Some(ids) = column("batch_id") else {
+            return Vec::new();
+        };
+        // Rows of one agent batch are contiguous, so comparing with the previous row finds
+        // each identity once without hashing every row.
+        let mut keys: Vec<String> = Vec::new();
+        let mut previous: Option<&str> = None;
+        for i in (0..ids.len()).filter(|&i| ids.is_valid(i)) {
+            let id = ids.value(i);
+            if previous != Some(id) {
+                keys.push(batch_dedup_key(table, id));
+                previous = Some(id);
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        return keys;
+    }
+    if table != Table::Audit {
+        return Vec::new();
+    }
     let (Some(ids), Some(stages)) = (column("audit_id"), column("stage")) else {
         return Vec::new();
     };
@@ -163,6 +246,16 @@ pub(crate) fn dedup_keys(table: Table, batch: &RecordBatch) -> Vec<String> {
         .filter(|&i| ids.is_valid(i) && !ids.value(i).is_empty())
         .map(|i| dedup_key(ids.value(i), stages.value(i)))
         .collect()
+}
+
+/// The de-duplication key of an agent batch in a table: `<table>\x01<batch id>`.
+fn batch_dedup_key(table: Table, batch_id: &str) -> String {
+    format!("{}\u{1}{batch_id}", table.name())
+}
+
+/// Whether a de-duplication key names an agent batch (else an audit event).
+pub(crate) fn is_batch_key(key: &str) -> bool {
+    key.contains('\u{1}')
 }
 
 fn dedup_key(audit_id: &str, stage: &str) -> String {

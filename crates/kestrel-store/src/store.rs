@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
 use crate::parquet_files::{self, segment_of};
-use crate::rows::{decode_wal_entry, dedup_keys, encode_wal_entry, Table, TableRows};
+use crate::rows::{decode_wal_entry, dedup_keys, encode_wal_entry, is_batch_key, Table, TableRows};
 use crate::wal::{self, SegmentWriter};
 use crate::StoreError;
 
@@ -40,6 +40,10 @@ pub struct StoreConfig {
     pub flush_interval: Duration,
     /// How long `(auditID, stage)` keys are remembered to drop re-sent audit events.
     pub dedup_window: Duration,
+    /// How long agent batch identities are remembered to store a re-sent batch once. An agent
+    /// re-sends a batch until it is acknowledged, so this only has to outlast an agent that
+    /// crashed between the server's commit and its acknowledgement, and stayed down.
+    pub batch_dedup_window: Duration,
     /// Days of data kept per table; tables not named use their default (audit: 180).
     pub retention_days: HashMap<Table, u32>,
 }
@@ -52,6 +56,7 @@ impl StoreConfig {
             segment_max_bytes: 64 * 1024 * 1024,
             flush_interval: Duration::from_secs(300),
             dedup_window: Duration::from_secs(3600),
+            batch_dedup_window: Duration::from_secs(24 * 3600),
             retention_days: HashMap::new(),
         }
     }
@@ -197,7 +202,7 @@ impl Store {
             }
         }
 
-        let mut dedup = DedupSet::new(shared.config.dedup_window);
+        let mut dedup = DedupSet::new(shared.config.dedup_window, shared.config.batch_dedup_window);
         for &seg in &segments {
             let contents = wal::read_segment(&wal::segment_path(&wal_dir, seg))?;
             let mut replayed = 0usize;
@@ -256,7 +261,8 @@ impl Store {
     }
 
     /// Appends rows and returns once they are durable (in the WAL and fsynced). Audit rows
-    /// whose `(auditID, stage)` was stored before are dropped and reported as duplicates.
+    /// whose `(auditID, stage)` was stored before are dropped and reported as duplicates, and so
+    /// is a whole agent batch ([`TableRows::Batch`]) whose key was stored before.
     pub async fn append(&self, rows: TableRows) -> Result<AppendOutcome, StoreError> {
         if rows.is_empty() {
             return Ok(AppendOutcome::default());
@@ -343,66 +349,94 @@ impl Drop for Store {
     }
 }
 
-/// Remembers recently stored `(auditID, stage)` keys, for a window of wall-clock time.
+/// Remembers recently stored `(auditID, stage)` keys and agent batch identities, each for its
+/// own window of wall-clock time.
 struct DedupSet {
     window: Duration,
+    batch_window: Duration,
     seen: HashMap<String, Instant>,
+    seen_batches: HashMap<String, Instant>,
     last_evict: Instant,
 }
 
 impl DedupSet {
-    fn new(window: Duration) -> Self {
+    fn new(window: Duration, batch_window: Duration) -> Self {
         DedupSet {
             window,
+            batch_window,
             seen: HashMap::new(),
+            seen_batches: HashMap::new(),
             last_evict: Instant::now(),
         }
     }
 
     fn contains(&self, key: &str) -> bool {
-        self.seen.contains_key(key)
+        if is_batch_key(key) {
+            self.seen_batches.contains_key(key)
+        } else {
+            self.seen.contains_key(key)
+        }
     }
 
     fn insert(&mut self, key: String) {
-        self.seen.insert(key, Instant::now());
+        if is_batch_key(&key) {
+            self.seen_batches.insert(key, Instant::now());
+        } else {
+            self.seen.insert(key, Instant::now());
+        }
     }
 
     fn evict_expired(&mut self) {
         if self.last_evict.elapsed() < Duration::from_secs(30) {
             return;
         }
-        let window = self.window;
+        let (window, batch_window) = (self.window, self.batch_window);
         self.seen.retain(|_, at| at.elapsed() < window);
+        self.seen_batches
+            .retain(|_, at| at.elapsed() < batch_window);
         self.last_evict = Instant::now();
     }
 
-    /// Loads the keys of audit files sealed within the window (by modification time), so a
-    /// restart does not forget what was acknowledged just before it.
+    /// Loads the keys of files sealed within the windows (by modification time), so a restart
+    /// does not forget what was acknowledged just before it.
     fn load_recent_files(&mut self, shared: &Shared) {
-        let files = shared.table(Table::Audit).files.clone();
-        let cutoff = SystemTime::now() - self.window;
-        for file in files {
-            let recent = fs::metadata(&file)
-                .and_then(|m| m.modified())
-                .map(|m| m >= cutoff)
-                .unwrap_or(true);
-            if !recent {
+        for table in Table::ALL {
+            let (window, columns): (Duration, &[&str]) = if table.has_batch_id() {
+                (self.batch_window, &["batch_id"])
+            } else if table == Table::Audit {
+                (self.window, &["audit_id", "stage"])
+            } else {
                 continue;
-            }
-            match parquet_files::read_file(&file, &["audit_id", "stage"]) {
-                Ok(batches) => {
-                    for b in batches {
-                        for key in dedup_keys(Table::Audit, &b) {
-                            self.insert(key);
+            };
+            let files = shared.table(table).files.clone();
+            let cutoff = SystemTime::now() - window;
+            for file in files {
+                let recent = fs::metadata(&file)
+                    .and_then(|m| m.modified())
+                    .map(|m| m >= cutoff)
+                    .unwrap_or(true);
+                if !recent {
+                    continue;
+                }
+                match parquet_files::read_file(&file, columns) {
+                    Ok(batches) => {
+                        for b in batches {
+                            for key in dedup_keys(table, &b) {
+                                self.insert(key);
+                            }
                         }
                     }
-                }
-                Err(e) => {
-                    warn!(file = %file.display(), error = %e, "cannot read de-duplication keys from file")
+                    Err(e) => {
+                        warn!(file = %file.display(), error = %e, "cannot read de-duplication keys from file")
+                    }
                 }
             }
         }
-        debug!(keys = self.seen.len(), "de-duplication keys loaded");
+        debug!(
+            keys = self.seen.len(),
+            batches = self.seen_batches.len(),
+            "de-duplication keys loaded"
+        );
     }
 }
 
@@ -499,6 +533,12 @@ impl Committer {
             let table = rows.table();
             let mut accepted = vec![true; rows.len()];
             let mut duplicates = 0;
+            if let Some(key) = rows.batch_key() {
+                if self.dedup.contains(&key) || !group_keys.insert(key) {
+                    accepted.iter_mut().for_each(|ok| *ok = false);
+                    duplicates = accepted.len();
+                }
+            }
             for (i, ok) in accepted.iter_mut().enumerate() {
                 if let Some(key) = rows.dedup_key(i) {
                     if self.dedup.contains(&key) || !group_keys.insert(key) {

@@ -386,3 +386,110 @@ async fn duckdb_reads_the_sealed_parquet() {
     let fields: Vec<&str> = text.split_whitespace().collect();
     assert_eq!(fields, vec!["30", "24", "20", &T0.to_string()], "{text}");
 }
+
+fn agent_batch(id: &str, lines: usize) -> kestrel_event::IngestBatch {
+    use kestrel_event::{BatchOrigin, ContainerLog, IngestBatch, LogStream, PodIdentity};
+    IngestBatch {
+        version: kestrel_event::INGEST_FORMAT_VERSION,
+        id: id.into(),
+        origin: BatchOrigin {
+            agent: "node-1".into(),
+            node: Some("node-1".into()),
+            input: "pods".into(),
+            stream: "f1".into(),
+            pod: Some(PodIdentity {
+                namespace: Some("shop".into()),
+                pod: Some("web-1".into()),
+                container: Some("nginx".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        container_logs: (0..lines)
+            .map(|i| ContainerLog {
+                time: T0 + i as i64,
+                stream: LogStream::Stdout,
+                message: format!("line {i}"),
+                truncated: false,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+async fn append_agent_batch(store: &Store, batch: &kestrel_event::IngestBatch) -> (usize, usize) {
+    let (mut written, mut duplicates) = (0, 0);
+    for (table, rows) in kestrel_store::ingest_batches(batch) {
+        let out = store
+            .append(TableRows::Batch {
+                table,
+                rows,
+                batch_key: batch.id.clone(),
+            })
+            .await
+            .unwrap();
+        written += out.written;
+        duplicates += out.duplicates;
+    }
+    (written, duplicates)
+}
+
+#[tokio::test]
+async fn an_agent_batch_is_stored_once_across_resends_restarts_and_sealing() {
+    let dir = tempfile::tempdir().unwrap();
+    let b1 = agent_batch("b1", 10);
+    let b2 = agent_batch("b2", 5);
+    {
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        assert_eq!(append_agent_batch(&store, &b1).await, (10, 0));
+        assert_eq!(append_agent_batch(&store, &b1).await, (0, 10));
+        // Two sends of one batch in the same commit group: still once.
+        let (x, y) = tokio::join!(
+            append_agent_batch(&store, &b2),
+            append_agent_batch(&store, &b2)
+        );
+        assert_eq!(x.0 + y.0, 5);
+        assert_eq!(x.1 + y.1, 5);
+        // Dropped without shutdown: the rows are only in the WAL.
+        std::mem::forget(store);
+    }
+    {
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        assert_eq!(append_agent_batch(&store, &b1).await, (0, 10));
+        store.flush().unwrap();
+        store.shutdown();
+    }
+    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    // After sealing, the identities come back from the Parquet files.
+    assert_eq!(append_agent_batch(&store, &b2).await, (0, 5));
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM container_log").await,
+        15
+    );
+    let r = store
+        .query(
+            "SELECT namespace, pod, container, node, stream, count(DISTINCT batch_id) \
+             FROM container_log GROUP BY 1, 2, 3, 4, 5",
+            &QueryOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.rows,
+        vec![vec![
+            json!("shop"),
+            json!("web-1"),
+            json!("nginx"),
+            json!("node-1"),
+            json!("stdout"),
+            json!(2)
+        ]]
+    );
+    // Every agent table exists and answers SQL, empty or not.
+    for table in ["ingress", "dns", "netflow", "journal", "k8s_event"] {
+        assert_eq!(
+            count(&store, &format!("SELECT count(*) FROM {table}")).await,
+            0
+        );
+    }
+}
