@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::{error, warn};
 
+use crate::agent_ingest::{decode_body, parse_batch, store_agent_batch, AgentIngestError};
 use crate::auth::{Principal, Role};
 use crate::ingest::{ingest_event_list, IngestError};
 use crate::AppState;
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.config.ingest.max_body_bytes;
     let ingest = Router::new()
         .route("/v1/audit/webhook", post(audit_webhook))
+        .route("/v1/ingest", post(agent_ingest))
         .layer(DefaultBodyLimit::max(max_body))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -188,6 +190,73 @@ async fn audit_webhook(
     let body = body.map_err(|e| body_rejection(e, state.config.ingest.max_body_bytes))?;
     let summary = ingest_event_list(&state, body, "audit_webhook").await?;
     Ok(Json(summary).into_response())
+}
+
+impl From<AgentIngestError> for ApiError {
+    fn from(e: AgentIngestError) -> Self {
+        match e {
+            AgentIngestError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+            e @ AgentIngestError::TooLarge(_) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+            }
+            AgentIngestError::Store(s) => IngestError::Store(s).into(),
+        }
+    }
+}
+
+/// A batch from a node agent. A malformed batch is kept aside as a dead letter (so nothing an
+/// agent sent is lost) and answered 400, which tells the agent not to send it again.
+async fn agent_ingest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let limit = state.config.ingest.max_body_bytes;
+    let body = body.map_err(|e| body_rejection(e, limit))?;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let decoded = tokio::task::spawn_blocking(move || {
+        let json =
+            decode_body(&body, encoding.as_deref(), limit).map_err(|e| (e, body.to_vec()))?;
+        parse_batch(&json).map_err(|e| (e, json))
+    })
+    .await
+    .expect("decoding does not panic");
+    let batch = match decoded {
+        Ok(batch) => batch,
+        Err((e @ AgentIngestError::Invalid(_), payload)) => {
+            reject_agent_batch(&state, &e, &payload).await?;
+            return Err(e.into());
+        }
+        Err((e, _)) => return Err(e.into()),
+    };
+    let summary = store_agent_batch(&state, batch).await?;
+    Ok(Json(summary).into_response())
+}
+
+/// Keeps a refused agent batch aside in the `dead_letter` table, cut to a bounded size.
+async fn reject_agent_batch(
+    state: &AppState,
+    error: &AgentIngestError,
+    payload: &[u8],
+) -> Result<(), ApiError> {
+    const MAX_PAYLOAD: usize = 64 * 1024;
+    let cut = &payload[..payload.len().min(MAX_PAYLOAD)];
+    let dead_letter = kestrel_event::DeadLetter {
+        time: kestrel_event::time::now_nanos(),
+        source: "agent".into(),
+        kind: "invalid_batch".into(),
+        reason: error.to_string(),
+        location: None,
+        size_bytes: payload.len() as i64,
+        // Audit lines inside may hold secrets the batch never got to redact.
+        payload: kestrel_parse::redact_lexical(&String::from_utf8_lossy(cut)),
+    };
+    crate::ingest::store_dead_letters(state, vec![dead_letter], "agent")
+        .await
+        .map_err(|e| ApiError::from(IngestError::Store(e)))
 }
 
 #[derive(Deserialize)]

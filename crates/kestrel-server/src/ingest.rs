@@ -84,7 +84,7 @@ pub async fn ingest_event_list(
     }
 }
 
-async fn store_dead_letters(
+pub(crate) async fn store_dead_letters(
     state: &AppState,
     dead_letters: Vec<DeadLetter>,
     source_name: &'static str,

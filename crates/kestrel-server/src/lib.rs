@@ -1,6 +1,7 @@
 //! The Kestrel server: ingest endpoints, SQL, alerts and health over HTTP, wired to the store,
 //! the rules engine and the notifier.
 
+pub mod agent_ingest;
 pub mod api;
 pub mod auth;
 pub mod config;
