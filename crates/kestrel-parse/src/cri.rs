@@ -226,7 +226,10 @@ mod tests {
             CriError::Time(_)
         ));
         let msg = e(b"2026-11-2X stdout F x").to_string();
-        assert!(msg.starts_with("timestamp at byte 0: invalid RFC 3339 timestamp `2026-11-2X`"), "{msg}");
+        assert!(
+            msg.starts_with("timestamp at byte 0: invalid RFC 3339 timestamp `2026-11-2X`"),
+            "{msg}"
+        );
     }
 
     proptest! {

@@ -167,8 +167,10 @@ mod tests {
         assert_eq!(l.message, "<script> \"q\" tab\there \\n");
         assert!(!l.partial);
         // A literal backslash-n at the end is not a newline.
-        let l = parse_docker(br#"{"log":"ends with \\n","stream":"stdout","time":"2026-11-20T09:00:01Z"}"#)
-            .unwrap();
+        let l = parse_docker(
+            br#"{"log":"ends with \\n","stream":"stdout","time":"2026-11-20T09:00:01Z"}"#,
+        )
+        .unwrap();
         assert_eq!(l.message, "ends with \\n");
         assert!(l.partial);
     }
@@ -178,7 +180,10 @@ mod tests {
         let e = |s: &[u8]| parse_docker(s).unwrap_err();
         assert_eq!(e(b""), DockerError::Empty);
         assert_eq!(e(b" \r\n"), DockerError::Empty);
-        assert!(matches!(e(b"{\"log\":\"x\\n\",\"stream\":\"stdout\""), DockerError::Json { .. }));
+        assert!(matches!(
+            e(b"{\"log\":\"x\\n\",\"stream\":\"stdout\""),
+            DockerError::Json { .. }
+        ));
         assert!(matches!(e(b"garbage"), DockerError::Json { column: 1, .. }));
         assert_eq!(
             e(br#"{"log":"x\n","stream":"stdout"}"#),

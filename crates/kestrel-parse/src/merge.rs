@@ -238,10 +238,7 @@ impl PartialMerger {
     /// deleted, or the caller's wait for it timed out). Call until it returns `None`; a line that
     /// was already cut and emitted is just forgotten.
     pub fn flush(&mut self) -> Option<MergedLine<'_>> {
-        let idx = self
-            .slots
-            .iter()
-            .position(|s| s.state != SlotState::Idle)?;
+        let idx = self.slots.iter().position(|s| s.state != SlotState::Idle)?;
         let slot = &mut self.slots[idx];
         let state = std::mem::take(&mut slot.state);
         if state == SlotState::Discarding {
@@ -297,7 +294,15 @@ mod tests {
     const ERR: LogStream = LogStream::Stderr;
 
     fn owned(l: Option<MergedLine<'_>>) -> Option<(i64, LogStream, String, bool, u32)> {
-        l.map(|l| (l.time, l.stream, l.message.into_owned(), l.truncated, l.parts))
+        l.map(|l| {
+            (
+                l.time,
+                l.stream,
+                l.message.into_owned(),
+                l.truncated,
+                l.parts,
+            )
+        })
     }
 
     #[test]
@@ -383,7 +388,10 @@ mod tests {
             Some((5, OUT, "next".into(), false, 1))
         );
         let s = m.stats();
-        assert_eq!((s.truncated_lines, s.dropped_bytes, s.lines), (1, 2 + 3 + 2, 2));
+        assert_eq!(
+            (s.truncated_lines, s.dropped_bytes, s.lines),
+            (1, 2 + 3 + 2, 2)
+        );
         // A first part already over the limit.
         assert_eq!(
             owned(m.push(6, ERR, true, b"0123456789")),

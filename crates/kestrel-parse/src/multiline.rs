@@ -73,7 +73,11 @@ fn floor_char_boundary(s: &str, max: usize) -> usize {
 impl MultilineJoiner {
     /// A joiner whose records start at lines matching `start_pattern`, are cut at `max_bytes`
     /// (at least 1) and are emitted once `timeout_ns` passed without a new line.
-    pub fn new(start_pattern: &str, max_bytes: usize, timeout_ns: i64) -> Result<Self, MultilineError> {
+    pub fn new(
+        start_pattern: &str,
+        max_bytes: usize,
+        timeout_ns: i64,
+    ) -> Result<Self, MultilineError> {
         let start = Regex::new(start_pattern).map_err(|e| MultilineError {
             pattern: start_pattern.to_owned(),
             reason: e.to_string(),
@@ -223,7 +227,11 @@ mod tests {
         let done = j.push(log(5, ERR, "2026-11-20 INFO next"), 3).unwrap();
         assert_eq!(
             done,
-            log(1, ERR, "2026-11-20 ERROR boom\n\tat a.b(C.java:1)\n\tat d.e(F.java:2)")
+            log(
+                1,
+                ERR,
+                "2026-11-20 ERROR boom\n\tat a.b(C.java:1)\n\tat d.e(F.java:2)"
+            )
         );
         assert_eq!(j.flush(), Some(log(2, OUT, "2026-11-20 INFO ok")));
         assert_eq!(j.flush(), Some(log(5, ERR, "2026-11-20 INFO next")));
@@ -257,7 +265,10 @@ mod tests {
         assert_eq!(j.flush_expired(5_199), None);
         assert_eq!(j.flush_expired(5_200), Some(log(2, ERR, "2026-11-20 b")));
         assert_eq!(j.flush_expired(5_200), None);
-        assert_eq!(j.flush_expired(5_300), Some(log(1, OUT, "2026-11-20 a\n c")));
+        assert_eq!(
+            j.flush_expired(5_300),
+            Some(log(1, OUT, "2026-11-20 a\n c"))
+        );
         assert!(!j.has_pending());
     }
 
@@ -275,7 +286,10 @@ mod tests {
         // A single long start line.
         j.push(log(4, OUT, "2026-11-20 0123456789"), 0);
         let rec = j.flush().unwrap();
-        assert_eq!((rec.message.as_str(), rec.truncated), ("2026-11-20 01234", true));
+        assert_eq!(
+            (rec.message.as_str(), rec.truncated),
+            ("2026-11-20 01234", true)
+        );
     }
 
     #[test]
@@ -292,6 +306,10 @@ mod tests {
     fn bad_patterns_are_reported() {
         let e = MultilineJoiner::new("(unclosed", 10, 1).unwrap_err();
         assert_eq!(e.pattern, "(unclosed");
-        assert!(e.to_string().starts_with("invalid multiline start pattern `(unclosed`"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("invalid multiline start pattern `(unclosed`"),
+            "{e}"
+        );
     }
 }
