@@ -88,6 +88,11 @@ pub struct IngressAccess {
     pub upstream_status: Option<String>,
     /// `$req_id`.
     pub request_id: Option<String>,
+    /// Variables of a configured format that have no column of their own (for example
+    /// `$http_x_forwarded_for`, `$ssl_protocol`), as a JSON object of strings; `None` when there
+    /// are none.
+    #[serde(default)]
+    pub fields: Option<String>,
 }
 
 /// One query answered by CoreDNS, from its `log` plugin.

@@ -11,13 +11,29 @@
 //! ```
 
 pub mod audit;
+pub mod cri;
+pub mod docker;
 pub mod error;
+pub mod ingress_nginx;
+pub mod merge;
+pub mod multiline;
 pub mod redact;
 mod scan;
+#[cfg(test)]
+mod testdata;
+pub mod timestamp;
 
 pub use audit::{
     dead_letter_for_body, parse_event_list, parse_json_lines, AuditParseConfig, ParsedBatch,
     RedactConfig, REQUIRED_FIELDS, TRUNCATED_MARKER,
 };
+pub use cri::{parse_cri, CriError, CriLine};
+pub use docker::{parse_docker, DockerError, DockerLine};
 pub use error::BodyError;
+pub use ingress_nginx::{
+    parse_ingress_default, FormatError, IngressError, IngressFormat, DEFAULT_INGRESS_FORMAT,
+};
+pub use merge::{MergeStats, MergedLine, PartialMerger};
+pub use multiline::{MultilineError, MultilineJoiner, MultilineStats};
 pub use redact::{redact_event, redact_lexical, redact_value, REDACTED};
+pub use timestamp::{parse_rfc3339_nanos, TimestampError};

@@ -1,0 +1,227 @@
+//! Container log lines in docker's json-file format:
+//! `{"log":"GET /healthz 200\n","stream":"stdout","time":"2026-11-20T09:00:01.123456789Z"}`.
+//!
+//! Docker splits long lines into several objects; all but the last lack the trailing `\n`, so a
+//! line without one is a partial part, joined by [`PartialMerger`](crate::PartialMerger) exactly
+//! as CRI `P` parts are. Other keys (`attrs` from `--log-opt labels=...`) are ignored.
+
+use std::borrow::Cow;
+
+use kestrel_event::LogStream;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::timestamp::{parse_rfc3339_nanos, TimestampError};
+
+/// One json-file line. The message is borrowed from the input when it has no JSON escapes
+/// other than its trailing `\n` (the common case), decoded otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerLine<'a> {
+    /// `time`, UTC nanoseconds.
+    pub time: i64,
+    pub stream: LogStream,
+    /// The `log` value had no trailing `\n`: more parts of the same line follow.
+    pub partial: bool,
+    /// The `log` value without its trailing `\n`.
+    pub message: Cow<'a, str>,
+}
+
+/// Why a line is not a docker json-file line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DockerError {
+    #[error("empty line")]
+    Empty,
+    /// Not a JSON object, or a key has the wrong type.
+    #[error("invalid JSON at column {column}: {reason}")]
+    Json { column: usize, reason: String },
+    #[error("missing field `{field}`")]
+    Missing { field: &'static str },
+    #[error("field `time`: {0}")]
+    Time(#[source] TimestampError),
+    #[error("field `stream` is `{found}`, expected `stdout` or `stderr`")]
+    Stream { found: String },
+}
+
+impl DockerError {
+    /// Short machine-readable cause for a dead letter.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DockerError::Empty => "empty",
+            DockerError::Json { .. } => "invalid_json",
+            DockerError::Missing { .. } => "schema",
+            DockerError::Time(_) => "invalid_time",
+            DockerError::Stream { .. } => "invalid_stream",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Raw<'a> {
+    #[serde(borrow, default)]
+    log: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    time: Option<Cow<'a, str>>,
+}
+
+fn json_error(e: serde_json::Error) -> DockerError {
+    DockerError::Json {
+        column: e.column(),
+        reason: e.to_string(),
+    }
+}
+
+/// Parses one json-file line (a trailing `\n` or `\r\n` after the object is ignored).
+pub fn parse_docker(line: &[u8]) -> Result<DockerLine<'_>, DockerError> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Err(DockerError::Empty);
+    }
+    let raw: Raw<'_> = serde_json::from_slice(line).map_err(json_error)?;
+    let time = raw.time.ok_or(DockerError::Missing { field: "time" })?;
+    let time = parse_rfc3339_nanos(time.as_bytes()).map_err(DockerError::Time)?;
+    let stream = match raw.stream.as_deref() {
+        Some("stdout") => LogStream::Stdout,
+        Some("stderr") => LogStream::Stderr,
+        Some(other) => {
+            return Err(DockerError::Stream {
+                found: other.chars().take(32).collect(),
+            })
+        }
+        None => return Err(DockerError::Missing { field: "stream" }),
+    };
+    // docker omits an empty `log`.
+    let (message, partial) = match raw.log {
+        None => (Cow::Borrowed(""), true),
+        Some(log) => decode_log(log)?,
+    };
+    Ok(DockerLine {
+        time,
+        stream,
+        partial,
+        message,
+    })
+}
+
+/// The `log` string without its trailing newline, and whether it lacked one.
+fn decode_log(raw: &RawValue) -> Result<(Cow<'_, str>, bool), DockerError> {
+    let text = raw.get();
+    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        let (body, partial) = match inner.strip_suffix("\\n") {
+            Some(body) => (body, false),
+            None => (inner, true),
+        };
+        if memchr::memchr(b'\\', body.as_bytes()).is_none() {
+            return Ok((Cow::Borrowed(body), partial));
+        }
+    }
+    let decoded: String = serde_json::from_str(text).map_err(|e| DockerError::Json {
+        column: e.column(),
+        reason: format!("field `log`: {e}"),
+    })?;
+    Ok(match decoded.strip_suffix('\n') {
+        Some(body) => (Cow::Owned(body.to_owned()), false),
+        None => (Cow::Owned(decoded), true),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const T: i64 = 1_795_165_201_123_456_789;
+
+    #[test]
+    fn whole_and_partial_lines() {
+        let l = parse_docker(
+            br#"{"log":"GET /healthz 200\n","stream":"stdout","time":"2026-11-20T09:00:01.123456789Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            l,
+            DockerLine {
+                time: T,
+                stream: LogStream::Stdout,
+                partial: false,
+                message: Cow::Borrowed("GET /healthz 200")
+            }
+        );
+        assert!(matches!(l.message, Cow::Borrowed(_)));
+        let l = parse_docker(
+            br#"{"log":"part one","stream":"stderr","time":"2026-11-20T09:00:01.123456789Z"}"#,
+        )
+        .unwrap();
+        assert!(l.partial);
+        assert_eq!(l.stream, LogStream::Stderr);
+        assert_eq!(l.message, "part one");
+    }
+
+    #[test]
+    fn escapes_are_decoded() {
+        let l = parse_docker(
+            br#"{"log":"\u003cscript\u003e \"q\" tab\there \\n\n","stream":"stdout","attrs":{"app":"web"},"time":"2026-11-20T09:00:01.1Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(l.message, "<script> \"q\" tab\there \\n");
+        assert!(!l.partial);
+        // A literal backslash-n at the end is not a newline.
+        let l = parse_docker(
+            br#"{"log":"ends with \\n","stream":"stdout","time":"2026-11-20T09:00:01Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(l.message, "ends with \\n");
+        assert!(l.partial);
+    }
+
+    #[test]
+    fn malformed_lines() {
+        let e = |s: &[u8]| parse_docker(s).unwrap_err();
+        assert_eq!(e(b""), DockerError::Empty);
+        assert_eq!(e(b" \r\n"), DockerError::Empty);
+        assert!(matches!(
+            e(b"{\"log\":\"x\\n\",\"stream\":\"stdout\""),
+            DockerError::Json { .. }
+        ));
+        assert!(matches!(e(b"garbage"), DockerError::Json { column: 1, .. }));
+        assert_eq!(
+            e(br#"{"log":"x\n","stream":"stdout"}"#),
+            DockerError::Missing { field: "time" }
+        );
+        assert_eq!(
+            e(br#"{"log":"x\n","time":"2026-11-20T09:00:01Z"}"#),
+            DockerError::Missing { field: "stream" }
+        );
+        assert_eq!(
+            e(br#"{"log":"x\n","stream":"stdin","time":"2026-11-20T09:00:01Z"}"#),
+            DockerError::Stream {
+                found: "stdin".into()
+            }
+        );
+        assert!(matches!(
+            e(br#"{"log":"x\n","stream":"stdout","time":"yesterday"}"#),
+            DockerError::Time(_)
+        ));
+        let err = e(br#"{"log":17,"stream":"stdout","time":"2026-11-20T09:00:01Z"}"#);
+        assert!(err.to_string().contains("field `log`"), "{err}");
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let _ = parse_docker(&bytes);
+        }
+
+        #[test]
+        fn round_trips_any_message(message in any::<String>(), newline in any::<bool>()) {
+            prop_assume!(!message.ends_with('\n'));
+            let log = if newline { format!("{message}\n") } else { message.clone() };
+            let line = serde_json::json!({"log": log, "stream": "stdout", "time": "2026-11-20T09:00:01.123456789Z"});
+            let line = serde_json::to_vec(&line).unwrap();
+            let parsed = parse_docker(&line).unwrap();
+            prop_assert_eq!(parsed.message.as_ref(), message.as_str());
+            prop_assert_eq!(parsed.partial, !newline);
+        }
+    }
+}
