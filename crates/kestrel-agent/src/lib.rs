@@ -1,1 +1,279 @@
-//! placeholder
+//! The Kestrel node agent: collects a node's security data and ships it to the server with
+//! nothing lost and nothing stored twice.
+//!
+//! ```text
+//! files ─► tail (chunks of whole lines) ─► pipeline (decode, merge, enrich, cut batches)
+//!   ▲                                          │ zstd
+//!   │ checkpoint = acknowledged bytes          ▼
+//!   └──── tickets ◄──── shipper ◄──── disk buffer (written, fsynced, before sending)
+//!                        │ POST /v1/ingest, retry forever; 200 ⇒ ack
+//! ```
+//! - [`tail`]: the file-tailing engine (rotation-safe, acknowledged checkpoints).
+//! - [`pipeline`]: chunks → batches with content-derived identities.
+//! - [`buffer`]: the disk buffer.
+//! - [`ship`]: sending and retrying.
+//! - [`config`]: the YAML configuration.
+//! - [`metrics`]: `/metrics` and `/healthz`.
+
+pub mod buffer;
+pub mod config;
+pub mod metrics;
+pub mod pipeline;
+pub mod ship;
+pub mod tail;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tracing::{error, info};
+
+use crate::buffer::{BatchMeta, DiskBuffer};
+use crate::config::{AgentConfig, InputConfig};
+use crate::metrics::AgentMetrics;
+use crate::pipeline::{AgentIdentity, PendingBatch, PodLogPipeline, ResumeRanges};
+use crate::ship::{InFlight, Shipper};
+use crate::tail::Tailer;
+
+/// Errors that stop the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Buffer(#[from] buffer::BufferError),
+    #[error(transparent)]
+    Tail(#[from] tail::TailError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running agent.
+pub struct Agent {
+    stop: Arc<AtomicBool>,
+    tailers: Vec<Tailer>,
+    pipelines: Vec<JoinHandle<()>>,
+    shippers: Vec<tokio::task::JoinHandle<()>>,
+    buffer: Arc<DiskBuffer>,
+    metrics_addr: Option<SocketAddr>,
+    metrics_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    metrics: Arc<AgentMetrics>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("metrics_addr", &self.metrics_addr)
+            .finish()
+    }
+}
+
+fn encode_batch(batch: &kestrel_event::IngestBatch, level: i32) -> Vec<u8> {
+    let json = serde_json::to_vec(batch).expect("batches serialize");
+    zstd::bulk::compress(&json, level).expect("zstd compresses in memory")
+}
+
+impl Agent {
+    /// Starts the agent: tailers, pipelines, shippers and the metrics endpoint. Must be called
+    /// inside a Tokio runtime.
+    pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
+        config
+            .validate()
+            .map_err(|e| AgentError::Config(e.to_string()))?;
+        let agent_name = config.agent_name();
+        let node = config.node.clone().or_else(|| Some(agent_name.clone()));
+        let token = match &config.server.token_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| {
+                        AgentError::Config(format!("server.token_file {}: {e}", p.display()))
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let client = ship::http_client(&config.server)?;
+        std::fs::create_dir_all(&config.data_dir)?;
+        let (buffer, buffered) = DiskBuffer::open(
+            config.data_dir.join("buffer"),
+            config.buffer.max_bytes,
+            config.buffer.segment_bytes,
+            config.buffer.fsync,
+        )?;
+        if !buffered.is_empty() {
+            info!(
+                batches = buffered.len(),
+                "re-sending batches left in the disk buffer"
+            );
+        }
+        let buffer = Arc::new(buffer);
+        let metrics = Arc::new(AgentMetrics::default());
+        let in_flight = Arc::new(InFlight::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tailers = Vec::new();
+        let mut pipelines = Vec::new();
+        let mut resume_by_input = HashMap::new();
+        let mut tail_metrics = Vec::new();
+        for input in &config.inputs {
+            let name = input.name().to_string();
+            let resume = Arc::new(ResumeRanges::new(&name, &buffered));
+            resume_by_input.insert(name.clone(), Arc::clone(&resume));
+            match input {
+                InputConfig::PodLogs(p) => {
+                    let checkpoints = config.data_dir.join("checkpoints");
+                    std::fs::create_dir_all(&checkpoints)?;
+                    let (tailer, chunks) = Tailer::start(
+                        config.tail_config(p),
+                        checkpoints.join(format!("{name}.json")),
+                    )?;
+                    tail_metrics.push((name.clone(), tailer.metrics()));
+                    let mut pipeline = PodLogPipeline::new(
+                        AgentIdentity {
+                            agent: agent_name.clone(),
+                            node: node.clone(),
+                            cluster: config.cluster.clone(),
+                        },
+                        p.clone(),
+                        name.clone(),
+                        resume,
+                        tailer.ack_handle(),
+                        Arc::clone(&metrics),
+                    );
+                    let buffer = Arc::clone(&buffer);
+                    let in_flight = Arc::clone(&in_flight);
+                    let metrics = Arc::clone(&metrics);
+                    let level = config.batch.zstd_level;
+                    let handle = std::thread::Builder::new()
+                        .name(format!("kestrel-pipeline-{name}"))
+                        .spawn(move || {
+                            while let Some(chunk) = chunks.recv() {
+                                for pending in pipeline.process(chunk) {
+                                    if let Err(e) =
+                                        buffer_batch(&buffer, &in_flight, &metrics, pending, level)
+                                    {
+                                        // Closed at shutdown, or the disk failed: the batch's
+                                        // bytes are not acknowledged, so they are read again.
+                                        error!(error = %e, "cannot buffer a batch; stopping this input");
+                                        return;
+                                    }
+                                }
+                            }
+                        })?;
+                    tailers.push(tailer);
+                    pipelines.push(handle);
+                }
+            }
+        }
+        let shipper = Arc::new(Shipper::new(
+            client,
+            &config.server,
+            token,
+            Arc::clone(&buffer),
+            in_flight,
+            resume_by_input,
+            Arc::clone(&metrics),
+            Arc::clone(&stop),
+        ));
+        let shippers = (0..config.server.concurrency)
+            .map(|_| tokio::spawn(Arc::clone(&shipper).run()))
+            .collect();
+        let (metrics_addr, metrics_stop) = match config.listen {
+            Some(addr) => {
+                let registry =
+                    Arc::new(metrics::registry(&metrics, tail_metrics, buffer.metrics()));
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                let local = metrics::serve(addr, registry, async {
+                    let _ = rx.await;
+                })
+                .await?;
+                info!(addr = %local, "agent metrics on /metrics, health on /healthz");
+                (Some(local), Some(tx))
+            }
+            None => (None, None),
+        };
+        info!(agent = %agent_name, server = %config.server.url, inputs = config.inputs.len(), "agent started");
+        Ok(Agent {
+            stop,
+            tailers,
+            pipelines,
+            shippers,
+            buffer,
+            metrics_addr,
+            metrics_stop,
+            metrics,
+        })
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The agent's counters.
+    pub fn metrics(&self) -> &Arc<AgentMetrics> {
+        &self.metrics
+    }
+
+    /// Bytes of batches waiting in the disk buffer.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.buffer.bytes()
+    }
+
+    /// Stops reading, gives in-flight sends `grace` to finish, saves checkpoints and returns.
+    /// Whatever was not acknowledged stays in the buffer or the files for the next start.
+    pub async fn shutdown(mut self, grace: std::time::Duration) {
+        for t in self.tailers.drain(..) {
+            if let Err(e) = tokio::task::spawn_blocking(move || t.shutdown())
+                .await
+                .expect("tailer shutdown does not panic")
+            {
+                error!(error = %e, "tailer shutdown");
+            }
+        }
+        let pipelines = std::mem::take(&mut self.pipelines);
+        let _ = tokio::task::spawn_blocking(move || {
+            for p in pipelines {
+                let _ = p.join();
+            }
+        })
+        .await;
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.buffer.bytes() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.stop.store(true, Ordering::Release);
+        self.buffer.close();
+        for s in self.shippers.drain(..) {
+            let _ = s.await;
+        }
+        if let Some(tx) = self.metrics_stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn buffer_batch(
+    buffer: &DiskBuffer,
+    in_flight: &InFlight,
+    metrics: &AgentMetrics,
+    pending: PendingBatch,
+    level: i32,
+) -> Result<(), buffer::BufferError> {
+    let PendingBatch { batch, tickets } = pending;
+    let meta = BatchMeta {
+        id: batch.id.clone(),
+        input: batch.origin.input.clone(),
+        stream: batch.origin.stream.clone(),
+        start: batch.start,
+        end: batch.end,
+        records: batch.record_count() as u32,
+    };
+    let body = encode_batch(&batch, level);
+    let id = buffer.append(&meta, &body)?;
+    metrics.batches_buffered.inc();
+    in_flight.register(id, tickets);
+    Ok(())
+}

@@ -1,0 +1,386 @@
+//! The agent's configuration: one YAML file, checked as a whole so every problem is reported at
+//! once. Every field is documented here; `docs/agent.md` shows a complete example.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::tail::TailConfig;
+
+/// The whole agent configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Where to send batches.
+    pub server: ServerTarget,
+    /// Directory for checkpoints and the disk buffer.
+    pub data_dir: PathBuf,
+    /// The agent's name in every batch; defaults to `$NODE_NAME` (set it from the downward API
+    /// in a DaemonSet), else the host name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The node name recorded with every record; defaults to the agent's name.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// The cluster name recorded with every record.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// What to read.
+    pub inputs: Vec<InputConfig>,
+    /// How records are grouped into batches.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// The disk buffer that absorbs server outages.
+    #[serde(default)]
+    pub buffer: BufferConfig,
+    /// Address of the agent's own `/healthz` and `/metrics`; `null` turns them off.
+    #[serde(default = "default_listen")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// The Kestrel server the agent ships to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTarget {
+    /// Base URL, like `https://kestrel.kestrel-system:7070`.
+    pub url: String,
+    /// File holding the bearer token (role `ingest`); read at start.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for the server, in addition to the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of the client certificate.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+    /// Time allowed for one request, like `30s`.
+    #[serde(default = "default_request_timeout", deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Batches sent at the same time.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Longest wait between retries, like `30s` (the wait doubles from 100 ms, with jitter).
+    #[serde(default = "default_max_backoff", deserialize_with = "duration")]
+    pub max_backoff: Duration,
+}
+
+/// One input.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum InputConfig {
+    /// Container logs under kubelet's `/var/log/pods`.
+    PodLogs(PodLogsInput),
+}
+
+impl InputConfig {
+    /// The input's name in batches and metrics.
+    pub fn name(&self) -> &str {
+        match self {
+            InputConfig::PodLogs(p) => p.name.as_deref().unwrap_or("pod_logs"),
+        }
+    }
+}
+
+/// Container logs: `<path>/<namespace>_<pod>_<uid>/<container>/<n>.log`, CRI or docker
+/// json-file lines (told apart per line).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodLogsInput {
+    /// The input's name; defaults to `pod_logs`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// kubelet's pod log directory.
+    #[serde(default = "default_pod_log_path")]
+    pub path: PathBuf,
+    /// Longest line kept; longer lines are cut with a marker and counted.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// Namespaces to read; empty means all.
+    #[serde(default)]
+    pub include_namespaces: Vec<String>,
+    /// Namespaces never read.
+    #[serde(default)]
+    pub exclude_namespaces: Vec<String>,
+    /// Containers whose lines are ingress-nginx access logs (stored in `ingress`).
+    #[serde(default = "default_ingress_pods")]
+    pub ingress: Vec<PodMatch>,
+    /// Containers whose lines are CoreDNS query logs (stored in `dns`).
+    #[serde(default = "default_dns_pods")]
+    pub dns: Vec<PodMatch>,
+    /// How often the directory is rescanned besides inotify, like `10s`.
+    #[serde(default = "default_scan_interval", deserialize_with = "duration")]
+    pub scan_interval: Duration,
+}
+
+/// Picks containers by namespace, pod name prefix and container name; an empty field matches
+/// anything.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PodMatch {
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub pod_prefix: Option<String>,
+    #[serde(default)]
+    pub container: Option<String>,
+}
+
+impl PodMatch {
+    /// Whether a container matches.
+    pub fn matches(&self, namespace: &str, pod: &str, container: &str) -> bool {
+        self.namespace.as_deref().is_none_or(|n| n == namespace)
+            && self
+                .pod_prefix
+                .as_deref()
+                .is_none_or(|p| pod.starts_with(p))
+            && self.container.as_deref().is_none_or(|c| c == container)
+    }
+}
+
+/// Batching.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Largest chunk of a file read into one batch, in bytes of log lines.
+    #[serde(default = "default_batch_max_bytes")]
+    pub max_bytes: usize,
+    /// zstd level of batches (1 fastest … 19 smallest).
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_bytes: default_batch_max_bytes(),
+            zstd_level: default_zstd_level(),
+        }
+    }
+}
+
+/// The disk buffer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferConfig {
+    /// Bytes of compressed batches the buffer holds at most; when full, reading pauses until
+    /// the server acknowledges some.
+    #[serde(default = "default_buffer_max_bytes")]
+    pub max_bytes: u64,
+    /// Size of one buffer segment file.
+    #[serde(default = "default_buffer_segment_bytes")]
+    pub segment_bytes: u64,
+    /// fsync the buffer before a batch is sent, so a batch the server may have stored survives
+    /// a power loss with its identity (off: only a process crash is covered).
+    #[serde(default = "yes")]
+    pub fsync: bool,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            max_bytes: default_buffer_max_bytes(),
+            segment_bytes: default_buffer_segment_bytes(),
+            fsync: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_listen() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], 7071)))
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_pod_log_path() -> PathBuf {
+    PathBuf::from("/var/log/pods")
+}
+fn default_max_line_bytes() -> usize {
+    256 * 1024
+}
+fn default_scan_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_ingress_pods() -> Vec<PodMatch> {
+    vec![PodMatch {
+        namespace: Some("ingress-nginx".into()),
+        pod_prefix: Some("ingress-nginx-controller".into()),
+        container: Some("controller".into()),
+    }]
+}
+fn default_dns_pods() -> Vec<PodMatch> {
+    vec![PodMatch {
+        namespace: Some("kube-system".into()),
+        pod_prefix: Some("coredns".into()),
+        container: Some("coredns".into()),
+    }]
+}
+fn default_batch_max_bytes() -> usize {
+    1024 * 1024
+}
+fn default_zstd_level() -> i32 {
+    1
+}
+fn default_buffer_max_bytes() -> u64 {
+    1024 * 1024 * 1024
+}
+fn default_buffer_segment_bytes() -> u64 {
+    16 * 1024 * 1024
+}
+
+/// A duration written with a unit, like `30s` or `5m`.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s)
+        .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+}
+
+impl AgentConfig {
+    /// Parses YAML and checks it; every problem is listed in the error.
+    pub fn from_yaml(text: &str) -> Result<AgentConfig, ConfigError> {
+        let config: AgentConfig =
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Every problem of a parsed configuration at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if !(self.server.url.starts_with("http://") || self.server.url.starts_with("https://")) {
+            problems.push(format!(
+                "server.url {:?} must start with http:// or https://",
+                self.server.url
+            ));
+        }
+        if self.server.client_cert_file.is_some() != self.server.client_key_file.is_some() {
+            problems.push(
+                "server.client_cert_file and server.client_key_file must be given together".into(),
+            );
+        }
+        if self.server.concurrency == 0 {
+            problems.push("server.concurrency must be at least 1".into());
+        }
+        if self.inputs.is_empty() {
+            problems.push("inputs: at least one input is needed".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for input in &self.inputs {
+            if !names.insert(input.name().to_string()) {
+                problems.push(format!(
+                    "inputs: two inputs are named {:?}; give each a distinct `name`",
+                    input.name()
+                ));
+            }
+            match input {
+                InputConfig::PodLogs(p) => {
+                    if p.max_line_bytes < 64 {
+                        problems.push(format!(
+                            "inputs.{}.max_line_bytes must be at least 64",
+                            input.name()
+                        ));
+                    }
+                }
+            }
+        }
+        if self.batch.max_bytes < 4096 {
+            problems.push("batch.max_bytes must be at least 4096".into());
+        }
+        if !(1..=19).contains(&self.batch.zstd_level) {
+            problems.push("batch.zstd_level must be between 1 and 19".into());
+        }
+        if self.buffer.max_bytes < self.buffer.segment_bytes {
+            problems.push("buffer.max_bytes must be at least buffer.segment_bytes".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+
+    /// The agent's name: configured, else `$NODE_NAME`, else the host name.
+    pub fn agent_name(&self) -> String {
+        self.name
+            .clone()
+            .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()))
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+            })
+            .unwrap_or_else(|| "kestrel-agent".into())
+    }
+
+    /// The tailer settings for a pod log input.
+    pub fn tail_config(&self, input: &PodLogsInput) -> TailConfig {
+        let mut tail = TailConfig::new([format!("{}/*/*/*.log*", input.path.display())]);
+        tail.max_line_bytes = input.max_line_bytes;
+        tail.max_chunk_bytes = self.batch.max_bytes;
+        tail.scan_interval = input.scan_interval;
+        tail
+    }
+}
+
+/// Problems found in a configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid agent configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_minimal_config_of_the_issue_works_verbatim() {
+        let c = AgentConfig::from_yaml(
+            "server:\n  url: http://127.0.0.1:7070\n  token_file: /var/run/kestrel/token\n\
+             data_dir: /var/lib/kestrel-agent\ninputs:\n  - type: pod_logs\n    path: /var/log/pods\n",
+        )
+        .unwrap();
+        assert_eq!(c.inputs.len(), 1);
+        assert_eq!(c.inputs[0].name(), "pod_logs");
+        assert_eq!(c.listen, default_listen());
+        assert!(c.buffer.fsync);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = AgentConfig::from_yaml(
+            "server:\n  url: ftp://x\n  client_cert_file: /c.pem\n  concurrency: 0\n\
+             data_dir: /d\ninputs: []\nbatch:\n  max_bytes: 10\n  zstd_level: 40\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "server.url",
+            "client_key_file",
+            "concurrency",
+            "at least one input",
+            "batch.max_bytes",
+            "zstd_level",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from: {text}");
+        }
+        assert!(AgentConfig::from_yaml(
+            "server: {url: http://x}\ndata_dir: /d\ninputs: []\nbogus: 1\n"
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("bogus"));
+    }
+}

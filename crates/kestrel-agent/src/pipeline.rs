@@ -1,0 +1,508 @@
+//! From tailed chunks to batches: decode container log lines (CRI or docker json-file), join
+//! partial lines, recognise ingress and DNS logs, attach the pod's identity, and cut batches
+//! whose identity is derived from the file bytes they cover.
+//!
+//! Acknowledgement flows back through [`Ticket`]s: a tailed chunk is acknowledged to the tailer
+//! (its checkpoint may advance) only when every batch holding its lines is acknowledged by the
+//! server. A chunk can feed two batches: a line split by the runtime (`P` parts) that is not
+//! complete at the chunk's end is carried into the next chunk's batch, so a batch's range never
+//! ends inside such a line.
+//!
+//! After a restart, batches found in the disk buffer are re-sent as they were ([`ResumeRanges`]):
+//! lines they cover are skipped when the tailer reads them again, so each byte of a file is in
+//! exactly one batch identity, whatever the tailer's chunk boundaries are this time.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use kestrel_event::{
+    batch_id, BatchOrigin, DeadLetter, IngestBatch, LogStream, PodIdentity, INGEST_FORMAT_VERSION,
+};
+use kestrel_parse::{parse_cri, parse_docker, PartialMerger};
+
+use crate::buffer::BatchMeta;
+use crate::config::PodLogsInput;
+use crate::metrics::AgentMetrics;
+use crate::tail::{AckHandle, Chunk, FileKey};
+
+/// Waits for the batches holding a chunk's lines; acknowledges the chunk to the tailer when
+/// the last one is acknowledged.
+pub struct Ticket {
+    file: FileKey,
+    end: u64,
+    remaining: AtomicUsize,
+    tailer: AckHandle,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket")
+            .field("file", &self.file)
+            .field("end", &self.end)
+            .field("remaining", &self.remaining)
+            .finish()
+    }
+}
+
+impl Ticket {
+    fn new(file: FileKey, end: u64, tailer: AckHandle) -> Arc<Ticket> {
+        // One reference held by the pipeline until it has handed the chunk out.
+        Arc::new(Ticket {
+            file,
+            end,
+            remaining: AtomicUsize::new(1),
+            tailer,
+        })
+    }
+
+    fn hold(self: &Arc<Self>) -> Arc<Ticket> {
+        self.remaining.fetch_add(1, Ordering::AcqRel);
+        Arc::clone(self)
+    }
+
+    /// One holder is done.
+    pub fn release(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.tailer.ack(self.file, self.end);
+        }
+    }
+}
+
+/// Byte ranges of files held by batches that were in the disk buffer at start, and the tickets
+/// waiting for them.
+#[derive(Debug, Default)]
+pub struct ResumeRanges {
+    /// Per stream (file key): `(start, end, acknowledged, waiting tickets)`.
+    ranges: Mutex<HashMap<String, Vec<ResumeRange>>>,
+}
+
+#[derive(Debug)]
+struct ResumeRange {
+    batch: String,
+    start: u64,
+    end: u64,
+    acked: bool,
+    waiting: Vec<Arc<Ticket>>,
+}
+
+impl ResumeRanges {
+    /// The ranges of the buffered batches of one input.
+    pub fn new(input: &str, buffered: &[BatchMeta]) -> ResumeRanges {
+        let mut map: HashMap<String, Vec<ResumeRange>> = HashMap::new();
+        for m in buffered
+            .iter()
+            .filter(|m| m.input == input && m.end > m.start)
+        {
+            map.entry(m.stream.clone()).or_default().push(ResumeRange {
+                batch: m.id.clone(),
+                start: m.start,
+                end: m.end,
+                acked: false,
+                waiting: Vec::new(),
+            });
+        }
+        ResumeRanges {
+            ranges: Mutex::new(map),
+        }
+    }
+
+    /// If `[start, end)` of `stream` lies in a buffered batch's range, makes `ticket` wait for
+    /// that batch (unless already acknowledged) and returns true.
+    fn cover(&self, stream: &str, start: u64, end: u64, ticket: &Arc<Ticket>) -> bool {
+        let mut ranges = self.ranges.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(list) = ranges.get_mut(stream) else {
+            return false;
+        };
+        let Some(r) = list.iter_mut().find(|r| r.start <= start && end <= r.end) else {
+            return false;
+        };
+        if !r.acked && !r.waiting.iter().any(|t| Arc::ptr_eq(t, ticket)) {
+            r.waiting.push(ticket.hold());
+        }
+        true
+    }
+
+    /// A buffered batch was acknowledged: release the tickets waiting for it.
+    pub fn acked(&self, stream: &str, batch: &str) {
+        let waiting = {
+            let mut ranges = self.ranges.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(r) = ranges
+                .get_mut(stream)
+                .and_then(|l| l.iter_mut().find(|r| r.batch == batch))
+            else {
+                return;
+            };
+            r.acked = true;
+            std::mem::take(&mut r.waiting)
+        };
+        for t in waiting {
+            t.release();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ranges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+}
+
+/// A batch ready to compress and buffer, and the tickets it holds.
+#[derive(Debug)]
+pub struct PendingBatch {
+    pub batch: IngestBatch,
+    pub tickets: Vec<Arc<Ticket>>,
+}
+
+/// What a pod log file's lines are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineKind {
+    Plain,
+    Ingress,
+    Dns,
+}
+
+/// Per-file state: the partial-line merger and what is carried into the next chunk.
+struct FileState {
+    merger: PartialMerger,
+    pod: Option<PodIdentity>,
+    kind: LineKind,
+    skip: bool,
+    /// Start of the oldest incomplete split line, per stream.
+    pending_start: [Option<u64>; 2],
+    /// Tickets of chunks whose incomplete split lines continue in later chunks.
+    carried: Vec<Arc<Ticket>>,
+    /// Where the next batch of this file starts (the carried line's start), if carrying.
+    carry_start: Option<u64>,
+}
+
+fn stream_slot(s: LogStream) -> usize {
+    match s {
+        LogStream::Stdout => 0,
+        LogStream::Stderr => 1,
+    }
+}
+
+/// The Kubernetes identity of a log file from its path:
+/// `<root>/<namespace>_<pod>_<uid>/<container>/<n>.log[.<rotation suffix>]`. Namespaces and pod
+/// names are DNS-1123 names, which cannot contain `_`, so the split is unambiguous.
+pub fn pod_identity_from_path(path: &Path) -> Option<PodIdentity> {
+    let container = path.parent()?;
+    let pod_dir = container.parent()?;
+    let container = container.file_name()?.to_str()?;
+    let pod_dir = pod_dir.file_name()?.to_str()?;
+    let mut parts = pod_dir.splitn(3, '_');
+    let (namespace, pod, uid) = (parts.next()?, parts.next()?, parts.next()?);
+    if namespace.is_empty() || pod.is_empty() || uid.is_empty() || container.is_empty() {
+        return None;
+    }
+    Some(PodIdentity {
+        namespace: Some(namespace.into()),
+        pod: Some(pod.into()),
+        pod_uid: Some(uid.into()),
+        container: Some(container.into()),
+        ..Default::default()
+    })
+}
+
+/// Who is sending: the agent's name, and the node and cluster its records come from.
+#[derive(Debug, Clone, Default)]
+pub struct AgentIdentity {
+    pub agent: String,
+    pub node: Option<String>,
+    pub cluster: Option<String>,
+}
+
+/// Turns the chunks of one pod log input into batches.
+pub struct PodLogPipeline {
+    identity: AgentIdentity,
+    input: PodLogsInput,
+    input_name: String,
+    files: HashMap<FileKey, FileState>,
+    resume: Arc<ResumeRanges>,
+    tailer: AckHandle,
+    metrics: Arc<AgentMetrics>,
+}
+
+impl PodLogPipeline {
+    pub fn new(
+        identity: AgentIdentity,
+        input: PodLogsInput,
+        input_name: String,
+        resume: Arc<ResumeRanges>,
+        tailer: AckHandle,
+        metrics: Arc<AgentMetrics>,
+    ) -> Self {
+        PodLogPipeline {
+            identity,
+            input,
+            input_name,
+            files: HashMap::new(),
+            resume,
+            tailer,
+            metrics,
+        }
+    }
+
+    fn file_state(&mut self, key: FileKey, path: &Path) -> &mut FileState {
+        let input = &self.input;
+        self.files.entry(key).or_insert_with(|| {
+            let pod = pod_identity_from_path(path);
+            let (ns, name, container) = pod
+                .as_ref()
+                .map(|p| {
+                    (
+                        p.namespace.clone().unwrap_or_default(),
+                        p.pod.clone().unwrap_or_default(),
+                        p.container.clone().unwrap_or_default(),
+                    )
+                })
+                .unwrap_or_default();
+            let skip = (!input.include_namespaces.is_empty()
+                && !input.include_namespaces.contains(&ns))
+                || input.exclude_namespaces.contains(&ns);
+            let kind = if input
+                .ingress
+                .iter()
+                .any(|m| m.matches(&ns, &name, &container))
+            {
+                LineKind::Ingress
+            } else if input.dns.iter().any(|m| m.matches(&ns, &name, &container)) {
+                LineKind::Dns
+            } else {
+                LineKind::Plain
+            };
+            FileState {
+                merger: PartialMerger::new(input.max_line_bytes),
+                pod,
+                kind,
+                skip,
+                pending_start: [None, None],
+                carried: Vec::new(),
+                carry_start: None,
+            }
+        })
+    }
+
+    /// Decodes a chunk into zero or more batches.
+    pub fn process(&mut self, chunk: Chunk) -> Vec<PendingBatch> {
+        let ticket = Ticket::new(chunk.file, chunk.end, self.tailer.clone());
+        let stream_key = chunk.file.to_string();
+        let resume = Arc::clone(&self.resume);
+        let use_resume = !resume.is_empty();
+        let origin = BatchOrigin {
+            agent: self.identity.agent.clone(),
+            cluster: self.identity.cluster.clone(),
+            node: self.identity.node.clone(),
+            input: self.input_name.clone(),
+            stream: stream_key.clone(),
+            file: Some(chunk.path.display().to_string()),
+            pod: None,
+        };
+        let metrics = Arc::clone(&self.metrics);
+        let path_text = chunk.path.display().to_string();
+        let state = self.file_state(chunk.file, &chunk.path);
+        let mut out = Vec::new();
+        let mut builder = BatchBuilder::new(
+            origin,
+            state.pod.clone(),
+            state.carry_start.unwrap_or(chunk.start),
+        );
+        builder.tickets.append(&mut state.carried);
+        builder.tickets.push(ticket.hold());
+        state.carry_start = None;
+
+        for line in chunk.lines() {
+            metrics.lines_read.inc();
+            if use_resume && resume.cover(&stream_key, line.start, line.end, &ticket) {
+                // Already in a buffered batch that is being re-sent: close the current batch
+                // before it, and start the next one after it.
+                if builder.has_records() {
+                    out.push(builder.take(line.start, &ticket));
+                }
+                builder.start = line.end;
+                continue;
+            }
+            if state.skip {
+                continue;
+            }
+            let bytes = line.bytes.strip_suffix(b"\n").unwrap_or(line.bytes);
+            let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+            if bytes.is_empty() {
+                continue;
+            }
+            let parsed = if bytes[0] == b'{' {
+                parse_docker(bytes)
+                    .map(|d| {
+                        (
+                            d.time,
+                            d.stream,
+                            d.partial,
+                            d.message.into_owned().into_bytes(),
+                        )
+                    })
+                    .map_err(|e| (e.kind(), e.to_string()))
+            } else {
+                parse_cri(bytes)
+                    .map(|c| (c.time, c.stream, c.partial, c.message.to_vec()))
+                    .map_err(|e| (e.kind(), e.to_string()))
+            };
+            let (time, stream, partial, message) = match parsed {
+                Ok(p) => p,
+                Err((kind, reason)) => {
+                    metrics.parse_errors.inc();
+                    builder.dead_letter(DeadLetter {
+                        time: kestrel_event::time::now_nanos(),
+                        source: "pod_logs".into(),
+                        kind: kind.into(),
+                        reason,
+                        location: Some(format!("{path_text}:{}", line.start)),
+                        size_bytes: bytes.len() as i64,
+                        payload: String::from_utf8_lossy(&bytes[..bytes.len().min(64 * 1024)])
+                            .into_owned(),
+                    });
+                    continue;
+                }
+            };
+            let slot = stream_slot(stream);
+            if state.pending_start[slot].is_none() && partial {
+                state.pending_start[slot] = Some(line.start);
+            }
+            if let Some(merged) = state.merger.push(time, stream, partial, &message) {
+                state.pending_start[stream_slot(merged.stream)] = None;
+                if merged.invalid_utf8 {
+                    metrics.invalid_utf8_lines.inc();
+                }
+                if merged.truncated {
+                    metrics.truncated_lines.inc();
+                }
+                builder.line(state.kind, merged.into_container_log());
+            }
+        }
+        if chunk.finished {
+            // The file is gone and read to its end: a split line that never got its last part
+            // is emitted as it is.
+            while let Some(merged) = state.merger.flush() {
+                builder.line(state.kind, merged.into_container_log());
+            }
+            state.pending_start = [None, None];
+        }
+        let carry = state.pending_start.iter().flatten().min().copied();
+        let end = carry.unwrap_or(chunk.end).max(builder.start);
+        if builder.has_records() {
+            out.push(builder.take(end, &ticket));
+        }
+        // Bytes without records (skipped namespaces, blank lines) need no batch: their
+        // tickets are simply not held for them.
+        builder.start = end;
+        if carry.is_some() {
+            state.carry_start = Some(builder.start);
+            state.carried = std::mem::take(&mut builder.tickets);
+        } else {
+            for t in builder.tickets.drain(..) {
+                t.release();
+            }
+        }
+        if chunk.finished {
+            self.files.remove(&chunk.file);
+        }
+        // The pipeline's own reference: released now that every batch holds its own.
+        ticket.release();
+        out
+    }
+}
+
+struct BatchBuilder {
+    origin: BatchOrigin,
+    pod: Option<PodIdentity>,
+    start: u64,
+    batch: IngestBatch,
+    tickets: Vec<Arc<Ticket>>,
+}
+
+impl BatchBuilder {
+    fn new(origin: BatchOrigin, pod: Option<PodIdentity>, start: u64) -> Self {
+        BatchBuilder {
+            origin,
+            pod,
+            start,
+            batch: IngestBatch::default(),
+            tickets: Vec::new(),
+        }
+    }
+
+    fn has_records(&self) -> bool {
+        self.batch.record_count() > 0
+    }
+
+    fn dead_letter(&mut self, d: DeadLetter) {
+        self.batch.dead_letters.push(d);
+    }
+
+    fn line(&mut self, kind: LineKind, log: kestrel_event::ContainerLog) {
+        match kind {
+            LineKind::Ingress => {
+                if let Ok(access) =
+                    kestrel_parse::parse_ingress_default(log.message.as_bytes(), Some(log.time))
+                {
+                    self.batch.ingress.push(access);
+                    return;
+                }
+            }
+            LineKind::Dns | LineKind::Plain => {}
+        }
+        self.batch.container_logs.push(log);
+    }
+
+    /// Finishes the batch `[self.start, end)`: it takes the builder's ticket holds, and the
+    /// builder goes on at `end` holding the current chunk's ticket again.
+    fn take(&mut self, end: u64, current: &Arc<Ticket>) -> PendingBatch {
+        let mut origin = self.origin.clone();
+        origin.pod = self.pod.clone();
+        let id = batch_id(
+            &origin.agent,
+            &origin.input,
+            &origin.stream,
+            self.start,
+            end,
+        );
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.version = INGEST_FORMAT_VERSION;
+        batch.id = id;
+        batch.origin = origin;
+        batch.start = self.start;
+        batch.end = end;
+        let tickets = std::mem::replace(&mut self.tickets, vec![current.hold()]);
+        self.start = end;
+        PendingBatch { batch, tickets }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_identity_comes_from_the_path() {
+        let id = pod_identity_from_path(Path::new(
+            "/var/log/pods/shop_web-7d4b9c-x2v8p_1f2e3d4c-aaaa-bbbb-cccc-123456789abc/nginx/0.log",
+        ))
+        .unwrap();
+        assert_eq!(id.namespace.as_deref(), Some("shop"));
+        assert_eq!(id.pod.as_deref(), Some("web-7d4b9c-x2v8p"));
+        assert_eq!(
+            id.pod_uid.as_deref(),
+            Some("1f2e3d4c-aaaa-bbbb-cccc-123456789abc")
+        );
+        assert_eq!(id.container.as_deref(), Some("nginx"));
+        assert!(pod_identity_from_path(Path::new("/var/log/pods/bad/nginx/0.log")).is_none());
+        let rotated = pod_identity_from_path(Path::new(
+            "/var/log/pods/kube-system_coredns-1_u/coredns/0.log.20261120-090001",
+        ))
+        .unwrap();
+        assert_eq!(rotated.container.as_deref(), Some("coredns"));
+    }
+}
