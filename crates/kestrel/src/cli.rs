@@ -34,6 +34,8 @@ pub enum Command {
     /// Measure ingest, rule evaluation and query speed on generated audit traffic.
     #[cfg(feature = "server")]
     Bench(BenchArgs),
+    /// The node agent: tail this node's logs and ship them to the server.
+    Agent(AgentArgs),
     /// Run a read-only SQL query.
     Query(QueryArgs),
     /// List and change alerts.
@@ -51,9 +53,22 @@ pub struct UpArgs {
     /// Do not replay the demo scenario.
     #[arg(long)]
     pub no_demo: bool,
+    /// Do not start the local agent.
+    #[arg(long)]
+    pub no_agent: bool,
     /// Server configuration (YAML).
     #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Agent configuration (YAML).
+    #[arg(long, short = 'c', env = "KESTREL_AGENT_CONFIG")]
+    pub config: PathBuf,
+    /// Only check the configuration and print what is wrong with it.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]

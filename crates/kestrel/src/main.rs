@@ -1,6 +1,7 @@
 //! `kestrel`: one binary, one subcommand per mode. Glue only: the engines live in the
 //! libraries (`kestrel-store`, `kestrel-rules`, `kestrel-server`, ...).
 
+mod agent;
 #[cfg(feature = "server")]
 mod bench;
 mod cli;
@@ -82,6 +83,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Token(args) => local::token(args),
         #[cfg(feature = "server")]
         Command::Bench(args) => bench::run(args).await,
+        Command::Agent(args) => agent::run(args).await,
         Command::Query(args) => client::query(args).await,
         Command::Alerts(args) => client::alerts(args).await,
     }

@@ -54,22 +54,29 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
 
 /// The admin token in `DIR/admin.token`: reused while it is valid, created otherwise.
 fn ensure_admin_token(data_dir: &Path) -> Result<String> {
+    ensure_token(
+        data_dir,
+        &data_dir.join("admin.token"),
+        "admin",
+        Role::Admin,
+    )
+}
+
+/// A token named `name` with `role`, kept in `file`: reused while it is valid, created
+/// otherwise.
+fn ensure_token(data_dir: &Path, file: &Path, name: &str, role: Role) -> Result<String> {
     let tokens = TokenStore::open(&state_db_path(data_dir))?;
-    let file = data_dir.join("admin.token");
-    if let Ok(existing) = std::fs::read_to_string(&file) {
+    if let Ok(existing) = std::fs::read_to_string(file) {
         let existing = existing.trim().to_string();
-        if tokens
-            .verify(&existing)?
-            .is_some_and(|p| p.role == Role::Admin)
-        {
+        if tokens.verify(&existing)?.is_some_and(|p| p.role == role) {
             return Ok(existing);
         }
     }
-    if tokens.exists("admin")? {
-        tokens.revoke("admin")?;
+    if tokens.exists(name)? {
+        tokens.revoke(name)?;
     }
-    let token = tokens.create("admin", Role::Admin)?;
-    write_private(&file, &format!("{token}\n"))?;
+    let token = tokens.create(name, role)?;
+    write_private(file, &format!("{token}\n"))?;
     Ok(token)
 }
 
@@ -83,16 +90,83 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let addr = server.local_addr();
     let url = format!("{}://{addr}", server.scheme());
     std::fs::write(data_dir.join("server.url"), format!("{url}\n"))?;
-    let serving = tokio::spawn(server.serve(shutdown_signal()));
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut serving = tokio::spawn(server.serve(async {
+        let _ = server_stopped.await;
+    }));
 
     let demo = if args.no_demo || data_dir.join(DEMO_MARKER).exists() {
         None
     } else {
         Some(replay_demo(&url, &token, &data_dir).await?)
     };
-    print_welcome(&url, &data_dir, demo);
+    let agent = if args.no_agent {
+        None
+    } else {
+        start_local_agent(&url, &data_dir).await?
+    };
+    print_welcome(
+        &url,
+        &data_dir,
+        demo,
+        agent.as_ref().map(|(_, p)| p.as_path()),
+    );
+    tokio::select! {
+        () = shutdown_signal() => {}
+        // The server stopped on its own (an error): stop the agent too and report it.
+        r = &mut serving => {
+            if let Some((agent, _)) = agent {
+                agent.shutdown(Duration::from_secs(1)).await;
+            }
+            return r?;
+        }
+    }
+    // The agent first, so its last batches still reach the server.
+    if let Some((agent, _)) = agent {
+        agent.shutdown(Duration::from_secs(5)).await;
+    }
+    let _ = stop_server.send(());
     serving.await??;
     Ok(())
+}
+
+/// The directory kubelet writes pod logs to, when this machine is a Kubernetes node.
+const NODE_POD_LOGS: &str = "/var/log/pods";
+
+/// Starts an agent that tails this node's pod logs (or, on a machine that is no node, the demo
+/// pod logs written under the data directory) and ships them to the server at `url`.
+async fn start_local_agent(
+    url: &str,
+    data_dir: &Path,
+) -> Result<Option<(kestrel_agent::Agent, PathBuf)>> {
+    let node_logs = Path::new(NODE_POD_LOGS);
+    let demo_logs = data_dir.join("demo").join("pods");
+    let pods = if std::fs::read_dir(node_logs).is_ok() {
+        node_logs.to_path_buf()
+    } else if demo_logs.is_dir() {
+        demo_logs
+    } else {
+        return Ok(None);
+    };
+    let token_file = data_dir.join("agent.token");
+    ensure_token(data_dir, &token_file, "local-agent", Role::Ingest)?;
+    let yaml = format!(
+        "server:
+  url: {url}
+  token_file: {}
+data_dir: {}
+listen: 127.0.0.1:0
+         inputs:
+  - type: pod_logs
+    path: {}
+",
+        token_file.display(),
+        data_dir.join("agent").display(),
+        pods.display()
+    );
+    let config = kestrel_agent::config::AgentConfig::from_yaml(&yaml)?;
+    let agent = kestrel_agent::Agent::start(config).await?;
+    Ok(Some((agent, pods)))
 }
 
 pub async fn run_server(args: ServerArgs) -> Result<()> {
@@ -146,7 +220,7 @@ async fn replay_demo(url: &str, token: &str, data_dir: &Path) -> Result<DemoSumm
     Ok(summary)
 }
 
-fn print_welcome(url: &str, data_dir: &Path, demo: Option<DemoSummary>) {
+fn print_welcome(url: &str, data_dir: &Path, demo: Option<DemoSummary>, agent: Option<&Path>) {
     let dir: PathBuf = data_dir.to_path_buf();
     let mut out = String::new();
     out.push_str(&format!("\nKestrel is up at {url}\n"));
@@ -164,6 +238,13 @@ fn print_welcome(url: &str, data_dir: &Path, demo: Option<DemoSummary>) {
         for step in kestrel_demo::scenario_steps() {
             out.push_str(&format!("  - {}: {}\n", step.name, step.description));
         }
+    }
+    match agent {
+        Some(pods) => out.push_str(&format!(
+            "\nThe local agent tails {} into the container_log, ingress and dns tables.\n",
+            pods.display()
+        )),
+        None => out.push_str("\nNo local agent: no pod logs to read on this machine.\n"),
     }
     out.push_str("\nTry next (in another terminal, from this directory):\n");
     out.push_str("  kestrel alerts\n");

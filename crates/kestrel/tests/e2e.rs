@@ -5,6 +5,8 @@
 //! what survives. Nothing is mocked; waits are bounded polls, never sleeps standing in for
 //! synchronisation.
 //!
+//! - `agent`: `kestrel agent` processes ship pod logs exactly once through agent crashes, a
+//!   server outage and a full disk buffer.
 //! - `crash`: SIGKILL and SIGTERM in the middle of a stream of webhook batches.
 //! - `malformed`: broken bodies and items are refused or dead-lettered, good events kept.
 //! - `redaction`: Secret values and tokens reach no answer and no file.
@@ -19,6 +21,8 @@ mod harness;
 #[path = "e2e/events.rs"]
 mod events;
 
+#[path = "e2e/agent.rs"]
+mod agent;
 #[path = "e2e/alerts.rs"]
 mod alerts;
 #[path = "e2e/auth.rs"]

@@ -34,6 +34,7 @@ pub struct TestServer {
     /// The server's stderr, appended across restarts (beside the data directory, not in it).
     pub log: PathBuf,
     config: Option<PathBuf>,
+    listen: String,
     child: Option<Child>,
     /// `http://127.0.0.1:PORT` of the running process.
     pub url: String,
@@ -47,12 +48,22 @@ impl TestServer {
         TestServer::start_with_config(data_dir, None).await
     }
 
+    /// Starts a server on `data_dir` listening on a fixed address (kept across restarts).
+    pub async fn start_on(data_dir: &Path, listen: &str) -> TestServer {
+        TestServer::launch_new(data_dir, None, listen).await
+    }
+
     /// Starts a server on `data_dir` with `--config FILE`.
     pub async fn start_with_config(data_dir: &Path, config: Option<&Path>) -> TestServer {
+        TestServer::launch_new(data_dir, config, "127.0.0.1:0").await
+    }
+
+    async fn launch_new(data_dir: &Path, config: Option<&Path>, listen: &str) -> TestServer {
         let mut server = TestServer {
             data_dir: data_dir.to_path_buf(),
             log: data_dir.with_extension("log"),
             config: config.map(Path::to_path_buf),
+            listen: listen.to_string(),
             child: None,
             url: String::new(),
             admin: String::new(),
@@ -81,7 +92,8 @@ impl TestServer {
             .arg("--no-demo")
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--listen", "127.0.0.1:0"]);
+            .arg("--no-agent")
+            .args(["--listen", &self.listen]);
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
         }
