@@ -612,7 +612,37 @@ fn secret(
     json!({"kind": "Secret", "apiVersion": "v1", "metadata": meta, "data": data, "type": ty})
 }
 
-fn attack(s: &mut Story, created: &str) {
+/// When the attack's steps happened in the audit story, so that the node-side logs
+/// ([`crate::pod_logs`]) tell the same story at the same moments. UTC nanoseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AttackTimeline {
+    /// The start of the scenario's window (`end` minus [`SCENARIO_SPAN_MINUTES`]).
+    pub start_ns: i64,
+    pub end_ns: i64,
+    /// Step 1: the first anonymous request.
+    pub anonymous: i64,
+    /// Step 2: the first request with the stolen token.
+    pub recon: i64,
+    /// Step 3: the list of kube-system secrets.
+    pub secret_theft: i64,
+    /// Step 4: the privileged pod `default/debug-x7k2` is stored (the scheduler binds it 30 ms
+    /// later, to `node-a`).
+    pub debug_pod_created: i64,
+    pub debug_pod_uid: String,
+    /// Step 4: the forbidden exec attempt.
+    pub exec_forbidden: i64,
+    /// Step 5: the cluster-admin binding.
+    pub escalation: i64,
+    /// Step 6: the exec session into `debug-x7k2`, start and end.
+    pub exec_start: i64,
+    pub exec_end: i64,
+    /// Step 7: the new service account, its token request, the list of every secret.
+    pub persistence: i64,
+    pub token_request: i64,
+    pub all_secrets: i64,
+}
+
+fn attack(s: &mut Story, created: &str) -> AttackTimeline {
     let anon = Actor::new(
         "system:anonymous",
         &["system:unauthenticated"],
@@ -624,6 +654,7 @@ fn attack(s: &mut Story, created: &str) {
 
     // 1. Anonymous probing.
     let t = jitter(s, 0);
+    let anonymous = t;
     s.one(t, 2, &Req::new(&anon, "get", "/version"));
     let at = s.after(t, 4);
     s.one(
@@ -671,6 +702,7 @@ fn attack(s: &mut Story, created: &str) {
         ..sa
     };
     let t = jitter(s, 1);
+    let recon = t;
     s.one(
         t,
         3,
@@ -762,6 +794,7 @@ fn attack(s: &mut Story, created: &str) {
 
     // 3. Secret theft.
     let t = jitter(s, 2);
+    let secret_theft = t;
     s.one(
         t,
         12,
@@ -873,6 +906,8 @@ fn attack(s: &mut Story, created: &str) {
             .req_obj(pod)
             .resp_obj(admitted),
     );
+    let debug_pod_created = done;
+    let debug_pod_uid = uid;
     let sched = cluster::scheduler(false);
     s.one(
         done + 30 * MS,
@@ -915,6 +950,7 @@ fn attack(s: &mut Story, created: &str) {
         ..sa.clone()
     };
     let t = s.after(t, 150);
+    let exec_forbidden = t;
     s.one(
         t,
         4,
@@ -940,6 +976,7 @@ fn attack(s: &mut Story, created: &str) {
 
     // 5. RBAC escalation: bind itself to cluster-admin.
     let t = jitter(s, 4);
+    let escalation = t;
     let crb = |name: &str, role: &str, sa_ns: &str, sa_name: &str| {
         json!({"kind": "ClusterRoleBinding", "apiVersion": "rbac.authorization.k8s.io/v1", "metadata": {"name": name, "creationTimestamp": null},
                "subjects": [{"kind": "ServiceAccount", "name": sa_name, "namespace": sa_ns}],
@@ -985,7 +1022,8 @@ fn attack(s: &mut Story, created: &str) {
         .name(pod_name),
     );
     let session_ms = s.rng.random_range(500_000..600_000);
-    s.emit(
+    let exec_start = t + 70 * MS;
+    let exec_end = s.emit(
         t + 70 * MS,
         Timing::Streaming,
         session_ms,
@@ -999,6 +1037,7 @@ fn attack(s: &mut Story, created: &str) {
 
     // 7. Persistence: a new service account with a wildcard ClusterRole and a long-lived token.
     let t = jitter(s, 6);
+    let persistence = t;
     let sa_body = json!({"kind": "ServiceAccount", "apiVersion": "v1", "metadata": {"name": "node-maintenance", "namespace": "kube-system", "creationTimestamp": null}});
     let resp = stored(s, sa_body.clone(), t);
     s.both(
@@ -1051,6 +1090,7 @@ fn attack(s: &mut Story, created: &str) {
     );
     // The token itself is in the response; this request is logged at Request level.
     let at = s.after(t, 58);
+    let token_request = at;
     s.both(
         at,
         11,
@@ -1063,20 +1103,39 @@ fn attack(s: &mut Story, created: &str) {
             .code(201)
             .req_obj(json!({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1", "metadata": {"creationTimestamp": null}, "spec": {"audiences": null, "expirationSeconds": 31_536_000, "boundObjectRef": null}, "status": {"token": "", "expirationTimestamp": null}})),
     );
-    let at = s.after(t, 180);
+    let all_secrets = s.after(t, 180);
     s.both(
-        at,
+        all_secrets,
         48,
         &Req::new(&admin, "list", "/api/v1/secrets?limit=500").res("secrets"),
     );
+    AttackTimeline {
+        start_ns: s.start_ns,
+        end_ns: s.start_ns + SCENARIO_SPAN_MINUTES * 60 * SEC,
+        anonymous,
+        recon,
+        secret_theft,
+        debug_pod_created,
+        debug_pod_uid,
+        exec_forbidden,
+        escalation,
+        exec_start,
+        exec_end,
+        persistence,
+        token_request,
+        all_secrets,
+    }
 }
 
-/// The demo scenario: ordinary cluster traffic over the two hours before `end`, with a deploy,
-/// an ArgoCD sync and an attack story mixed in. Deterministic for a given seed. Returns audit
-/// events in time order (by `stageTimestamp`) as `audit.k8s.io/v1` `Event` JSON objects.
-pub fn demo_scenario(end: DateTime<Utc>, seed: u64) -> Vec<Value> {
+/// The scenario's window: `[end - SCENARIO_SPAN_MINUTES, end]` in UTC nanoseconds.
+fn window(end: DateTime<Utc>) -> (i64, i64) {
     let end_ns = end.timestamp_nanos_opt().unwrap_or_default();
-    let start_ns = end_ns - SCENARIO_SPAN_MINUTES * 60 * SEC;
+    (end_ns - SCENARIO_SPAN_MINUTES * 60 * SEC, end_ns)
+}
+
+/// The hand-written part of the scenario (deploy, sync, attack) and the attack's timeline.
+fn hand_written(end: DateTime<Utc>, seed: u64) -> (Story, AttackTimeline) {
+    let (start_ns, end_ns) = window(end);
     let mut story = Story {
         rng: SmallRng::seed_from_u64(seed ^ 0x6b65_7374_7265_6c21),
         start_ns,
@@ -1087,8 +1146,22 @@ pub fn demo_scenario(end: DateTime<Utc>, seed: u64) -> Vec<Value> {
     let created = ts_secs(end_ns - (143 * 24 * 3600 + 5 * 3600 + 17 * 60) * SEC);
     alice_deploys(&mut story, &created);
     argocd_syncs(&mut story, &created);
-    attack(&mut story, &created);
+    let timeline = attack(&mut story, &created);
+    (story, timeline)
+}
 
+/// When each attack step of [`demo_scenario`]`(end, seed)` happened: the same random draws,
+/// without the background traffic.
+pub(crate) fn attack_timeline(end: DateTime<Utc>, seed: u64) -> AttackTimeline {
+    hand_written(end, seed).1
+}
+
+/// The demo scenario: ordinary cluster traffic over the two hours before `end`, with a deploy,
+/// an ArgoCD sync and an attack story mixed in. Deterministic for a given seed. Returns audit
+/// events in time order (by `stageTimestamp`) as `audit.k8s.io/v1` `Event` JSON objects.
+pub fn demo_scenario(end: DateTime<Utc>, seed: u64) -> Vec<Value> {
+    let (story, _) = hand_written(end, seed);
+    let (start_ns, end_ns) = window(end);
     let mut events = story.out;
     // About one ordinary event every 2.5 s.
     let mut traffic = timed_traffic(start_ns, 2_500 * MS as u64, seed);
