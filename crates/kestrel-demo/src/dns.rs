@@ -28,6 +28,8 @@ struct Client<'a> {
     /// EDNS buffer size and OPT bytes (Go's resolver: 1232 and 11; dig adds a cookie); `None`
     /// for musl and glibc, which send none.
     edns: Option<(u32, u32)>,
+    /// The source port of the current lookup.
+    port: u16,
 }
 
 /// The answer CoreDNS gives.
@@ -60,7 +62,6 @@ impl Dns<'_> {
         &mut self,
         t: i64,
         client: Client<'_>,
-        port: u16,
         qtype: &str,
         name: &str,
         proto: &str,
@@ -128,9 +129,9 @@ impl Dns<'_> {
         };
         let done = t + dur;
         let addr = if client.ip.contains(':') {
-            format!("[{}]:{port}", client.ip)
+            format!("[{}]:{}", client.ip, client.port)
         } else {
-            format!("{}:{port}", client.ip)
+            format!("{}:{}", client.ip, client.port)
         };
         let id: u16 = self.rng.random();
         self.out.out(
@@ -145,6 +146,14 @@ impl Dns<'_> {
 
     fn port(&mut self) -> u16 {
         self.rng.random_range(32_768..61_000)
+    }
+
+    /// `client` with a fresh source port.
+    fn new_port<'c>(&mut self, client: Client<'c>) -> Client<'c> {
+        Client {
+            port: self.port(),
+            ..client
+        }
     }
 
     /// A lookup through the pod's resolver (`ndots:5`, search `<ns>.svc.cluster.local
@@ -166,7 +175,7 @@ impl Dns<'_> {
             candidates.push((format!("{name}."), true));
         }
         let last = candidates.len() - 1;
-        let port = self.port();
+        let client = self.new_port(client);
         let mut t = t;
         for (i, (candidate, found)) in candidates.iter().enumerate() {
             let cluster = candidate.ends_with(".cluster.local.");
@@ -179,8 +188,8 @@ impl Dns<'_> {
                 ),
                 (false, _, false) => (Answer::ExternalNone, Answer::ExternalNone),
             };
-            let done_a = self.query(t, client, port, "A", candidate, "udp", a);
-            let done_aaaa = self.query(t + 20 * US, client, port, "AAAA", candidate, "udp", aaaa);
+            let done_a = self.query(t, client, "A", candidate, "udp", a);
+            let done_aaaa = self.query(t + 20 * US, client, "AAAA", candidate, "udp", aaaa);
             t = done_a.max(done_aaaa) + self.rng.random_range(20..120) * US;
             if *found {
                 break;
@@ -192,7 +201,7 @@ impl Dns<'_> {
     /// A name that does not exist anywhere: every candidate fails.
     fn resolve_missing(&mut self, t: i64, client: Client<'_>, name: &str) -> i64 {
         let ns = client.namespace;
-        let port = self.port();
+        let client = self.new_port(client);
         let mut t = t;
         for candidate in [
             format!("{name}.{ns}.svc.cluster.local."),
@@ -206,8 +215,8 @@ impl Dns<'_> {
             } else {
                 Answer::ExternalNone
             };
-            let a = self.query(t, client, port, "A", &candidate, "udp", answer);
-            let b = self.query(t + 15 * US, client, port, "AAAA", &candidate, "udp", answer);
+            let a = self.query(t, client, "A", &candidate, "udp", answer);
+            let b = self.query(t + 15 * US, client, "AAAA", &candidate, "udp", answer);
             t = a.max(b) + 50 * US;
         }
         t
@@ -301,6 +310,7 @@ pub(crate) fn coredns(rng: &mut SmallRng, tl: &Timeline, out: &mut Container) {
             ip,
             namespace: "shop",
             edns: MUSL,
+            port: 0,
         };
         d.every(from, end, 60 * SEC, |d, t| {
             d.resolve(t, c, "cart", true);
@@ -311,6 +321,7 @@ pub(crate) fn coredns(rng: &mut SmallRng, tl: &Timeline, out: &mut Container) {
             ip,
             namespace: "shop",
             edns: GO,
+            port: 0,
         };
         d.every(from, end, 120 * SEC, |d, t| {
             d.resolve(t, c, "redis", true);
@@ -326,6 +337,7 @@ pub(crate) fn coredns(rng: &mut SmallRng, tl: &Timeline, out: &mut Container) {
         ip: WORKER_IP,
         namespace: "shop",
         edns: MUSL,
+        port: 0,
     };
     d.every(from, end, 180 * SEC, |d, t| {
         d.resolve(t, worker, "redis", true);
@@ -338,6 +350,7 @@ pub(crate) fn coredns(rng: &mut SmallRng, tl: &Timeline, out: &mut Container) {
         ip: "fd00:10:244:1::9",
         namespace: "ci",
         edns: GO,
+        port: 0,
     };
     d.every(from, end, 120 * SEC, |d, t| {
         d.resolve(t, runner, "gitlab.example.com", false);
@@ -346,6 +359,7 @@ pub(crate) fn coredns(rng: &mut SmallRng, tl: &Timeline, out: &mut Container) {
         ip: "fd00:10:244:2::7",
         namespace: "argocd",
         edns: GO,
+        port: 0,
     };
     d.every(from, end, 180 * SEC, |d, t| {
         d.resolve(t, argocd, "argocd-repo-server", true);
@@ -361,24 +375,23 @@ pub(crate) fn coredns(rng: &mut SmallRng, tl: &Timeline, out: &mut Container) {
             ip: &ip,
             namespace: "ci",
             edns: MUSL,
+            port: 0,
         };
         let mut at = d.resolve(t, c, "registry.example.com", false);
         at = d.resolve(at + 4 * SEC, c, "index.crates.io", false);
-        let port = d.port();
+        let udp = d.new_port(c);
         let done = d.query(
             at + 30 * MS,
-            c,
-            port,
+            udp,
             "A",
             "static.crates.io.",
             "udp",
             Answer::Truncated,
         );
-        let port = d.port();
+        let tcp = d.new_port(c);
         d.query(
             done + 300 * US,
-            c,
-            port,
+            tcp,
             "A",
             "static.crates.io.",
             "tcp",
@@ -403,6 +416,7 @@ pub(crate) fn coredns(rng: &mut SmallRng, tl: &Timeline, out: &mut Container) {
         ip: WEB_PODS[VICTIM].2,
         namespace: "shop",
         edns: MUSL,
+        port: 0,
     };
     let mut t = d.resolve(tl.miner - 300 * MS, victim, "pool.supportxmr.com", false);
     d.resolve_missing(t + 5 * SEC, victim, "pool.minexmr.com");
@@ -424,8 +438,8 @@ pub(crate) fn coredns(rng: &mut SmallRng, tl: &Timeline, out: &mut Container) {
         } else {
             Answer::ClusterNone
         };
-        let port = d.port();
-        t = d.query(t, dig, port, "A", &name, "udp", answer) + d.rng.random_range(40..160) * MS;
+        let dig = d.new_port(dig);
+        t = d.query(t, dig, "A", &name, "udp", answer) + d.rng.random_range(40..160) * MS;
     }
     // The DNS tunnel: base32 chunks in two long labels, a sequence number, a session.
     const B32: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
@@ -438,9 +452,8 @@ pub(crate) fn coredns(rng: &mut SmallRng, tl: &Timeline, out: &mut Container) {
             chars(d.rng, B32, 63),
             chars(d.rng, B32, second),
         );
-        let port = d.port();
+        let from = d.new_port(victim);
         let answer = Answer::Tunnel(d.rng.random_range(20..40));
-        t = d.query(t, victim, port, "TXT", &name, "udp", answer)
-            + d.rng.random_range(200..1_400) * MS;
+        t = d.query(t, from, "TXT", &name, "udp", answer) + d.rng.random_range(200..1_400) * MS;
     }
 }

@@ -2,7 +2,7 @@
 //! and a few random-but-deterministic helpers shared by [`crate::pod_logs`] and
 //! [`crate::node_logs`].
 
-use chrono::DateTime;
+use chrono::{DateTime, Datelike, Timelike};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -19,7 +19,18 @@ fn civil(ns: i64, pattern: &str) -> String {
 /// Go's `time.RFC3339Nano` in UTC, as containerd and docker write it: the fraction has its
 /// trailing zeros trimmed, and is left out when zero (`2026-11-20T09:00:01.1234Z`).
 pub(crate) fn rfc3339_nano(ns: i64) -> String {
-    let mut out = civil(ns, "%Y-%m-%dT%H:%M:%S");
+    // Field by field: chrono's `format` parses its pattern on every call, and this runs for
+    // every container line.
+    let t = DateTime::from_timestamp_nanos(ns);
+    let mut out = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
     let frac = ns.rem_euclid(SEC);
     if frac != 0 {
         let digits = format!("{frac:09}");
@@ -32,7 +43,19 @@ pub(crate) fn rfc3339_nano(ns: i64) -> String {
 
 /// nginx's `$time_local` in UTC: `20/Nov/2026:09:00:01 +0000`.
 pub(crate) fn time_local(ns: i64) -> String {
-    civil(ns, "%d/%b/%Y:%H:%M:%S +0000")
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let t = DateTime::from_timestamp_nanos(ns);
+    format!(
+        "{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000",
+        t.day(),
+        MONTHS[t.month0() as usize],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// nginx's error log time: `2026/11/20 09:00:01`.

@@ -81,7 +81,7 @@ const STORY: [SourceStory; 5] = [
         source: "netflow",
         files: "node-b and node-a kern.log",
         steps: &["web-exploit", "cryptomining", "exec-into-pod", "persistence"],
-        description: "Calico's policy log (prefix calico-packet) on node-b shows the web pod's SYNs to 169.254.169.254:80 (the metadata service, denied), then to 203.0.113.45:8000 (the download) and to the mining pool on port 443. On node-a, after the exec into debug-x7k2 (T+76m), the host itself (10.0.1.11, hostNetwork) fetches from 203.0.113.45:8000, connects to the pool, and later accepts SSH from 203.0.113.45.",
+        description: "From T+64m, Calico's policy log (prefix calico-packet) on node-b shows the web pod's SYNs to 169.254.169.254:80 (the metadata service, denied), then to 203.0.113.45:8000 (the download) and to the mining pool on port 443. On node-a, after the exec into debug-x7k2 (T+76m), the host itself (10.0.1.11, hostNetwork) fetches from 203.0.113.45:8000, connects to the pool, and later accepts SSH from 203.0.113.45.",
         example_query: "SELECT time, src_ip, dst_ip, dst_port, protocol FROM netflow WHERE dst_ip IN ('169.254.169.254', '203.0.113.45', '192.0.2.77') OR src_ip = '203.0.113.45' ORDER BY time",
     },
     SourceStory {
@@ -342,6 +342,9 @@ impl Pods {
     }
 }
 
+/// One try of an upstream: address, status, response bytes, milliseconds.
+type Attempt = (String, String, String, i64);
+
 /// One request through the ingress.
 struct Access<'a> {
     /// When nginx logged it (the end of the request).
@@ -358,14 +361,13 @@ struct Access<'a> {
     request_time_ms: i64,
     /// `$proxy_upstream_name`; empty when nginx answered before routing.
     upstream: &'a str,
-    /// Upstream attempts: (address, status, bytes, milliseconds).
-    attempts: Vec<(String, String, String, i64)>,
+    attempts: Vec<Attempt>,
     req_id: String,
 }
 
 impl Access<'_> {
     fn line(&self) -> String {
-        let list = |f: &dyn Fn(&(String, String, String, i64)) -> String| {
+        let list = |f: &dyn Fn(&Attempt) -> String| {
             if self.attempts.is_empty() {
                 "-".to_owned()
             } else {
@@ -1191,9 +1193,9 @@ fn app_background(rng: &mut SmallRng, tl: &Timeline, pods: &mut Pods) {
             ),
         );
     }
-    // A cart with hundreds of items, logged whole: one line of about 24 KB.
+    // A cart with hundreds of items, logged whole: one line of about 20 KB.
     let at = tl.from + rng.random_range(600..3_000) * SEC;
-    let items: Vec<String> = (0..320)
+    let items: Vec<String> = (0..420)
         .map(|i| {
             format!(
                 "{{\"sku\":\"SKU-{:06}\",\"qty\":{},\"price_cents\":{}}}",
