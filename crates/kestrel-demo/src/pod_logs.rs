@@ -67,14 +67,14 @@ const STORY: [SourceStory; 5] = [
         source: "container_log",
         files: "shop/web-7c9d8f6b5d-9kz7m/web",
         steps: &["web-exploit", "cryptomining"],
-        description: "T+64m: the web pod logs the 36 KB template (one line, which the runtime splits into partial lines), then the injected shell's errors on stderr: sudo not found, /etc/shadow denied, curl to the metadata service timing out, a read-only filesystem, busybox wget fetching kswapd0 from 203.0.113.45:8000. From T+65m an XMRig miner disguised as kswapd0 prints its pool and its hashrate every minute to stdout, until the end.",
+        description: "T+64m: the web pod logs the 36 KB template (one line, which the runtime splits into partial lines), then the injected shell's errors on stderr: sudo not found, /etc/shadow denied, curl to the metadata service timing out, a read-only filesystem, busybox wget fetching kswapd0 from 203.0.113.45:8000. Less than a minute later an XMRig miner disguised as kswapd0 prints its pool and its hashrate every minute to stdout, until the end.",
         example_query: "SELECT time, stream, message FROM container_log WHERE pod = 'web-7c9d8f6b5d-9kz7m' AND (stream = 'stderr' OR message LIKE '%miner%' OR message LIKE '% net %') ORDER BY time",
     },
     SourceStory {
         source: "dns",
         files: "kube-system/coredns-7db6d8ff4d-4xk9t/coredns",
         steps: &["cryptomining", "dns-tunnelling"],
-        description: "From T+65m the web pod (10.244.1.21) resolves pool.supportxmr.com through the search path (NXDOMAIN in each search domain first) and again whenever the miner reconnects; at T+65m it guesses about 60 service names in a few seconds (an NXDOMAIN burst: vault, jenkins, etcd...); from T+69m it sends about 150 TXT queries with 63-character random labels under d.cdnsync.example: data leaving through DNS.",
+        description: "From about T+64m the web pod (10.244.1.21) resolves pool.supportxmr.com through the search path (NXDOMAIN in each search domain first) and again whenever the miner reconnects; at T+65m it guesses 60 service names with dig in a few seconds (an NXDOMAIN burst: vault, jenkins, etcd...); from about T+69m it sends about 150 TXT queries with 63-character random labels under d.cdnsync.example: data leaving through DNS.",
         example_query: "SELECT query_type, rcode, count(*) AS n, max(length(query_name)) AS longest FROM dns WHERE client_ip = '10.244.1.21' GROUP BY 1, 2 ORDER BY n DESC",
     },
     SourceStory {
@@ -324,7 +324,8 @@ struct Pods {
 impl Pods {
     fn new() -> Self {
         let mut worker = Container::new(2, "shop", WORKER_POD, "worker");
-        // This pod's node writes docker's json-file format (cri-dockerd).
+        // One container in docker's json-file format, as a node with cri-dockerd writes it,
+        // so the demo exercises both formats.
         worker.format = Format::DockerJson;
         Pods {
             ingress: Container::new(2, "ingress-nginx", INGRESS_POD, "controller"),
