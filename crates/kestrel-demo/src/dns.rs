@@ -368,17 +368,15 @@ pub(crate) fn coredns(rng: &mut SmallRng, tl: &Timeline, out: &mut Container) {
         d.resolve(t, argocd, "argocd-redis", true);
     });
     // CI build pods fetch their dependencies; a truncated answer is retried over TCP.
-    let mut t = from + exp_gap(d.rng, 420 * SEC);
-    while t < end {
-        let ip = format!("10.244.1.{}", d.rng.random_range(40..200));
+    for job in &tl.ci_jobs {
         let c = Client {
-            ip: &ip,
+            ip: &job.ip,
             namespace: "ci",
             edns: MUSL,
             port: 0,
         };
-        let mut at = d.resolve(t, c, "registry.example.com", false);
-        at = d.resolve(at + 4 * SEC, c, "index.crates.io", false);
+        let mut at = d.resolve(job.start + 4 * SEC, c, "registry.example.com", false);
+        at = d.resolve(at + 6 * SEC, c, "index.crates.io", false);
         let udp = d.new_port(c);
         let done = d.query(
             at + 30 * MS,
@@ -397,7 +395,6 @@ pub(crate) fn coredns(rng: &mut SmallRng, tl: &Timeline, out: &mut Container) {
             "tcp",
             Answer::External(24, 16),
         );
-        t += exp_gap(d.rng, 420 * SEC);
     }
     // The upstream resolver times out now and then.
     for _ in 0..2 {

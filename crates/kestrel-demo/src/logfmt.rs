@@ -41,6 +41,11 @@ pub(crate) fn rfc3339_nano(ns: i64) -> String {
     out
 }
 
+/// RFC 3339 in UTC to the second: `2026-11-20T09:00:01Z`.
+pub(crate) fn rfc3339_secs(ns: i64) -> String {
+    civil(ns, "%Y-%m-%dT%H:%M:%SZ")
+}
+
 /// nginx's `$time_local` in UTC: `20/Nov/2026:09:00:01 +0000`.
 pub(crate) fn time_local(ns: i64) -> String {
     const MONTHS: [&str; 12] = [

@@ -157,13 +157,12 @@ const METADATA: &str = "169.254.169.254";
 
 /// Calico logs every new connection from a pod or node to the internet.
 fn ordinary_packets(rng: &mut SmallRng, tl: &Timeline, kern: &mut [Kern]) {
-    let flows: [(usize, &str, &str, u16, i64); 6] = [
+    let flows: [(usize, &str, &str, u16, i64); 5] = [
         (1, CART_PODS[0].0, CART_PODS[0].2, 443, 240),
         (2, CART_PODS[1].0, CART_PODS[1].2, 443, 240),
         (1, "gitlab-runner-6f7b9c8d5-k2m4x", "10.244.1.9", 443, 120),
         (2, "argocd-application-controller-0", "10.244.2.7", 443, 180),
         (2, "order-worker-7d9c5b8f4-wq2zn", WORKER_IP, 587, 300),
-        (1, "ci-build", "10.244.1.77", 443, 420),
     ];
     for (node, pod, ip, port, mean) in flows {
         let mut t = tl.from + exp_gap(rng, mean * SEC);
@@ -178,6 +177,23 @@ fn ordinary_packets(rng: &mut SmallRng, tl: &Timeline, kern: &mut [Kern]) {
             let sport = ephemeral(rng);
             kern[node].packet(rng, t, Hook::FromPod(pod), ip, dst, sport, port, None);
             t += exp_gap(rng, mean * SEC);
+        }
+    }
+    // CI build pods fetch images and crates.
+    for job in &tl.ci_jobs {
+        for (after, dst) in [(5, REGISTRY), (11, CRATES), (12, CRATES)] {
+            let sport = ephemeral(rng);
+            let t = job.start + after * SEC + rng.random_range(0..900) * MS;
+            kern[1].packet(
+                rng,
+                t,
+                Hook::FromPod(&job.pod),
+                &job.ip,
+                dst,
+                sport,
+                443,
+                None,
+            );
         }
     }
     for (node, k) in kern.iter_mut().enumerate() {
@@ -563,12 +579,8 @@ fn ordinary_journal(rng: &mut SmallRng, tl: &Timeline, j: &mut Journal) {
 
 /// The GitLab runner's build pods start and stop on node-b.
 fn ci_builds(rng: &mut SmallRng, tl: &Timeline, j: &mut Journal) {
-    let mut t = tl.from + exp_gap(rng, 420 * SEC);
-    while t < tl.end {
-        let pod = format!(
-            "runner-t3kq9zbx-project-42-concurrent-0-{}",
-            chars(rng, b"bcdfghjklmnpqrstvwxz2456789", 8)
-        );
+    for job in &tl.ci_jobs {
+        let (t, pod) = (job.start, &job.pod);
         let uid = stable_uid(&format!("pod/{pod}"));
         let sandbox = hex(rng, 64);
         j.kubelet(
@@ -594,7 +606,7 @@ fn ci_builds(rng: &mut SmallRng, tl: &Timeline, j: &mut Journal) {
             );
             at += 300 * MS;
         }
-        let done = t + rng.random_range(150..400) * SEC;
+        let done = job.end;
         j.kubelet(
             done,
             "kubelet.go:2423",
@@ -609,7 +621,6 @@ fn ci_builds(rng: &mut SmallRng, tl: &Timeline, j: &mut Journal) {
             done + 2 * SEC + 140 * MS,
             &format!("StopPodSandbox for \"{sandbox}\" returns successfully"),
         );
-        t += exp_gap(rng, 420 * SEC);
     }
 }
 

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::cluster::{ATTACKER_IP, CART_PODS, CURL_UA, NODES, WEB_PODS};
+use crate::cluster::{ATTACKER_IP, CART_PODS, CURL_UA, GITLAB_RUNNER_POD, NODES, WEB_PODS};
 use crate::event::stable_uid;
 use crate::logfmt::{
     chars, exp_gap, go_seconds, hex, js, nginx_error_time, pick, rfc3339_nano, roughen, time_local,
@@ -126,6 +126,18 @@ pub(crate) struct Timeline {
     pub host_download: i64,
     pub ssh_login: i64,
     pub ssh_logout: i64,
+    /// The GitLab runner's jobs: each a build pod on node-b.
+    pub ci_jobs: Vec<CiJob>,
+}
+
+/// One CI job: the runner picks it up, its build pod runs from `start` to `end`.
+#[derive(Debug, Clone)]
+pub(crate) struct CiJob {
+    pub id: u64,
+    pub start: i64,
+    pub end: i64,
+    pub pod: String,
+    pub ip: String,
 }
 
 pub(crate) fn timeline(end: DateTime<Utc>, seed: u64) -> Timeline {
@@ -141,7 +153,26 @@ pub(crate) fn timeline(end: DateTime<Utc>, seed: u64) -> Timeline {
     let host_unit = jitter(host_download + 40 * SEC, 10_000);
     let ssh_login = jitter(audit.exec_end + 240 * SEC, 60_000);
     let ssh_logout = jitter(ssh_login + 200 * SEC, 120_000);
+    let mut ci_jobs = Vec::new();
+    // Jobs start well inside the hour, so every source sees each one begin.
+    let mut t = from + 30 * SEC + exp_gap(&mut rng, 420 * SEC);
+    let mut id = 88_412 + rng.random_range(0..40);
+    while t < audit.end_ns - 60 * SEC {
+        ci_jobs.push(CiJob {
+            id,
+            start: t,
+            end: t + rng.random_range(150..400) * SEC + rng.random_range(0..1_000) * MS,
+            pod: format!(
+                "runner-t3kq9zbx-project-42-concurrent-0-{}",
+                chars(&mut rng, b"bcdfghjklmnpqrstvwxz2456789", 8)
+            ),
+            ip: format!("10.244.1.{}", rng.random_range(40..200)),
+        });
+        id += rng.random_range(1..6);
+        t += exp_gap(&mut rng, 420 * SEC);
+    }
     Timeline {
+        ci_jobs,
         from,
         end: audit.end_ns,
         scan,
@@ -295,6 +326,7 @@ pub fn demo_pod_logs(end: DateTime<Utc>, seed: u64) -> Vec<DemoLogFile> {
     web_attack(&mut rng, &tl, &mut pods);
     app_background(&mut rng, &tl, &mut pods);
     worker(&mut rng, &tl, &mut pods.worker);
+    runner(&mut rng, &tl, &mut pods.runner);
     crate::dns::coredns(&mut rng, &tl, &mut pods.coredns);
     let Pods {
         ingress,
@@ -302,8 +334,9 @@ pub fn demo_pod_logs(end: DateTime<Utc>, seed: u64) -> Vec<DemoLogFile> {
         web,
         cart,
         worker,
+        runner,
     } = pods;
-    let mut files: Vec<DemoLogFile> = [ingress, coredns, worker]
+    let mut files: Vec<DemoLogFile> = [ingress, coredns, worker, runner]
         .into_iter()
         .chain(web)
         .chain(cart)
@@ -319,6 +352,7 @@ struct Pods {
     web: Vec<Container>,
     cart: Vec<Container>,
     worker: Container,
+    runner: Container,
 }
 
 impl Pods {
@@ -339,6 +373,7 @@ impl Pods {
                 .map(|(pod, node, _)| Container::new(*node, "shop", pod, "cart"))
                 .collect(),
             worker,
+            runner: Container::new(1, "ci", GITLAB_RUNNER_POD, "gitlab-runner"),
         }
     }
 }
@@ -1314,6 +1349,57 @@ fn worker(rng: &mut SmallRng, tl: &Timeline, c: &mut Container) {
             "[{},{:03}: INFO/MainProcess] Connected to redis://redis.shop.svc.cluster.local:6379/0",
             stamp(at),
             ms(at)
+        ),
+    );
+}
+
+/// The GitLab runner (`--log-format json`): the jobs whose build pods node-b's journal shows
+/// starting and stopping, and once a failed poll.
+fn runner(rng: &mut SmallRng, tl: &Timeline, c: &mut Container) {
+    let line = |t: i64, level: &str, msg: &str, rest: &str| {
+        format!(
+            "{{\"level\":\"{level}\",\"msg\":{}{rest},\"runner\":\"t3kq9zbx\",\"time\":\"{}\"}}",
+            js(msg),
+            crate::logfmt::rfc3339_secs(t)
+        )
+    };
+    for job in &tl.ci_jobs {
+        let t = job.start - rng.random_range(300..900) * MS;
+        c.err(
+            t,
+            line(
+                t,
+                "info",
+                "Checking for jobs... received",
+                &format!(
+                    ",\"job\":{},\"repo_url\":\"https://gitlab.example.com/shop/web.git\"",
+                    job.id
+                ),
+            ),
+        );
+        let done = job.end - rng.random_range(500..1_500) * MS;
+        let secs = (done - job.start) as f64 / SEC as f64;
+        c.err(
+            done,
+            line(
+                done,
+                "info",
+                "Job succeeded",
+                &format!(
+                    ",\"duration_s\":{secs:.6},\"job\":{},\"project\":42",
+                    job.id
+                ),
+            ),
+        );
+    }
+    let t = tl.from + rng.random_range(300..3_300) * SEC;
+    c.err(
+        t,
+        line(
+            t,
+            "warning",
+            "Checking for jobs... failed",
+            ",\"status\":\"couldn't execute POST against https://gitlab.example.com/api/v4/jobs/request: Post \\\"https://gitlab.example.com/api/v4/jobs/request\\\": dial tcp 198.51.100.10:443: i/o timeout\"",
         ),
     );
 }

@@ -111,6 +111,7 @@ fn paths_follow_kubelets_layout() {
         "shop_web-7c9d8f6b5d-9kz7m_",
         "shop_cart-5b8f7d9c4-hx6rl_",
         "shop_order-worker-",
+        "ci_gitlab-runner-6f7b9c8d5-k2m4x_",
     ];
     for w in want {
         assert!(files.iter().any(|f| f.path.starts_with(w)), "no {w}");
@@ -729,4 +730,41 @@ fn the_story_names_known_steps_and_real_tables() {
             assert!(known.contains(step), "unknown step {step}");
         }
     }
+}
+
+#[test]
+fn ci_jobs_agree_across_the_runner_the_journal_and_dns() {
+    let files = pods();
+    let runner = merged(file(&files, "ci_gitlab-runner-6f7b9c8d5-k2m4x_"));
+    let received: Vec<i64> = runner
+        .iter()
+        .filter(|l| l.2.contains("\"Checking for jobs... received\""))
+        .map(|l| l.0)
+        .collect();
+    assert!(received.len() >= 3, "{} jobs", received.len());
+    let nodes = nodes();
+    let adds: Vec<i64> = journal(&nodes, "node-b")
+        .iter()
+        .filter(|e| message(e).contains("\"SyncLoop ADD\" source=\"api\" pods=[\"ci/runner-"))
+        .map(|e| {
+            e["__REALTIME_TIMESTAMP"]
+                .as_str()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+                * 1_000
+        })
+        .collect();
+    assert_eq!(adds.len(), received.len(), "one build pod per job");
+    for (job, pod) in received.iter().zip(&adds) {
+        assert!(
+            job < pod && pod - job < 2_000_000_000,
+            "the pod starts right after the job"
+        );
+    }
+    let build_lookups = coredns()
+        .iter()
+        .filter(|(_, q)| q.name == "registry.example.com." && q.qtype == "A")
+        .count();
+    assert_eq!(build_lookups, adds.len());
 }
