@@ -768,3 +768,33 @@ fn ci_jobs_agree_across_the_runner_the_journal_and_dns() {
         .count();
     assert_eq!(build_lookups, adds.len());
 }
+
+#[test]
+fn other_seeds_tell_the_same_story_in_valid_lines() {
+    for seed in 1..=4 {
+        let files = demo_pod_logs(end(), seed);
+        for f in &files {
+            let whole = merged(f);
+            assert!(whole.windows(2).all(|w| w[0].0 <= w[1].0), "{}", f.path);
+            assert!(whole.iter().all(|l| span().contains(&l.0)), "{}", f.path);
+        }
+        let (access, _) = ingress(&files);
+        assert!(access
+            .iter()
+            .any(|a| a.client_ip.as_deref() == Some(ATTACKER)
+                && a.path.as_deref() == Some("/api/v1/preview")
+                && a.request_bytes.unwrap_or(0) > 30_000
+                && a.status == Some(200)));
+        let nodes = demo_node_logs(end(), seed);
+        let a = journal(&nodes, "node-a");
+        let unit = a
+            .iter()
+            .position(|e| message(e).starts_with("Started kube-node-helper.service"))
+            .expect("the host unit starts");
+        let ssh = a
+            .iter()
+            .position(|e| message(e).starts_with("Accepted publickey for root from 203.0.113.45"))
+            .expect("the SSH login");
+        assert!(unit < ssh, "seed {seed}");
+    }
+}
