@@ -108,22 +108,28 @@ const RUNTIME_LINE_BYTES: usize = 16 * 1024;
 /// timeline and the seed.
 #[derive(Debug, Clone)]
 pub(crate) struct Timeline {
+    /// The audit story's steps.
     pub audit: AttackTimeline,
     /// The first moment of the node logs: [`NODE_LOG_SPAN_MINUTES`] before the end.
     pub from: i64,
     pub end: i64,
+    /// Through the ingress: the path scan's first request, the first traversal, the first
+    /// injection, and the exploit (when nginx logs it).
     pub scan: i64,
     pub traversal: i64,
     pub injection: i64,
     pub exploit: i64,
+    /// In the web pod: curl to the metadata service, the miner's download, the miner's start,
+    /// the service-name guessing, the DNS tunnel's first query.
     pub metadata_probe: i64,
     pub dropper: i64,
     pub miner: i64,
     pub service_guessing: i64,
     pub tunnel: i64,
-    /// node-a: during the exec session, the host miner's unit starts.
-    pub host_unit: i64,
+    /// On node-a, during the exec session: the miner's download to the host, the start of its
+    /// systemd unit; after the session, SSH in and out.
     pub host_download: i64,
+    pub host_unit: i64,
     pub ssh_login: i64,
     pub ssh_logout: i64,
     /// The GitLab runner's jobs: each a build pod on node-b.
@@ -140,6 +146,7 @@ pub(crate) struct CiJob {
     pub ip: String,
 }
 
+/// The node side's timeline for `demo_scenario(end, seed)`.
 pub(crate) fn timeline(end: DateTime<Utc>, seed: u64) -> Timeline {
     let audit = attack_timeline(end, seed);
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x6e6f_6465_2d74_696d);
