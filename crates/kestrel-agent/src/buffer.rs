@@ -99,6 +99,8 @@ struct State {
     bytes: u64,
     /// Next record the reader hands out.
     read_cursor: RecordId,
+    /// No more appends (shutdown): a writer waiting for room gives up.
+    writes_closed: bool,
     closed: bool,
 }
 
@@ -282,6 +284,7 @@ impl DiskBuffer {
                 writer: None,
                 bytes,
                 read_cursor: first,
+                writes_closed: false,
                 closed: false,
             }),
             changed: Condvar::new(),
@@ -311,7 +314,11 @@ impl DiskBuffer {
         let mut waited = false;
         // A batch always fits into an empty buffer, so one larger than `max_bytes` cannot
         // wait forever.
-        while !state.closed && state.bytes > 0 && state.bytes + size > self.max_bytes {
+        while !state.closed
+            && !state.writes_closed
+            && state.bytes > 0
+            && state.bytes + size > self.max_bytes
+        {
             if !waited {
                 self.metrics.full_waits.fetch_add(1, Ordering::Relaxed);
                 waited = true;
@@ -322,7 +329,7 @@ impl DiskBuffer {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        if state.closed {
+        if state.closed || state.writes_closed {
             return Err(BufferError::Closed);
         }
         let active_len = state.segments.get(&state.active).map_or(0, |s| s.len);
@@ -489,6 +496,13 @@ impl DiskBuffer {
     /// Bytes of unacknowledged batches.
     pub fn bytes(&self) -> u64 {
         self.lock().bytes
+    }
+
+    /// Refuses appends from now on (a writer waiting for room returns); reading and
+    /// acknowledging go on.
+    pub fn close_writes(&self) {
+        self.lock().writes_closed = true;
+        self.changed.notify_all();
     }
 
     /// Wakes every waiter; appends and reads fail from now on.

@@ -293,6 +293,14 @@ impl AgentConfig {
                             input.name()
                         ));
                     }
+                    if self.batch.max_bytes <= p.max_line_bytes + 64 {
+                        problems.push(format!(
+                            "batch.max_bytes ({}) must exceed inputs.{}.max_line_bytes ({}) by more than 64, so a batch can hold the longest line",
+                            self.batch.max_bytes,
+                            input.name(),
+                            p.max_line_bytes
+                        ));
+                    }
                 }
             }
         }
@@ -328,7 +336,10 @@ impl AgentConfig {
 
     /// The tailer settings for a pod log input.
     pub fn tail_config(&self, input: &PodLogsInput) -> TailConfig {
-        let mut tail = TailConfig::new([format!("{}/*/*/*.log*", input.path.display())]);
+        // The tailer wants absolute patterns; a relative `path` is taken from the working
+        // directory.
+        let root = std::path::absolute(&input.path).unwrap_or_else(|_| input.path.clone());
+        let mut tail = TailConfig::new([format!("{}/*/*/*.log*", root.display())]);
         tail.max_line_bytes = input.max_line_bytes;
         tail.max_chunk_bytes = self.batch.max_bytes;
         tail.scan_interval = input.scan_interval;

@@ -156,7 +156,9 @@ impl Agent {
                                     {
                                         // Closed at shutdown, or the disk failed: the batch's
                                         // bytes are not acknowledged, so they are read again.
-                                        error!(error = %e, "cannot buffer a batch; stopping this input");
+                                        if !matches!(e, buffer::BufferError::Closed) {
+                                            error!(error = %e, "cannot buffer a batch; stopping this input");
+                                        }
                                         return;
                                     }
                                 }
@@ -225,6 +227,8 @@ impl Agent {
     /// Stops reading, gives in-flight sends `grace` to finish, saves checkpoints and returns.
     /// Whatever was not acknowledged stays in the buffer or the files for the next start.
     pub async fn shutdown(mut self, grace: std::time::Duration) {
+        // A pipeline waiting for room in a full buffer must not hold the shutdown up.
+        self.buffer.close_writes();
         for t in self.tailers.drain(..) {
             if let Err(e) = tokio::task::spawn_blocking(move || t.shutdown())
                 .await

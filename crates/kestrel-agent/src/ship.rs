@@ -184,7 +184,9 @@ impl Shipper {
 
     async fn deliver(&self, batch: BufferedBatch) {
         let mut backoff = Duration::from_millis(100);
+        let mut attempt = 0u32;
         loop {
+            attempt += 1;
             match classify(self.send(&batch.body).await) {
                 Outcome::Delivered => {
                     self.metrics.batches_acked.inc();
@@ -206,7 +208,12 @@ impl Shipper {
                         // Not acknowledged: the batch stays in the buffer for the next start.
                         return;
                     }
-                    warn!(batch = %batch.meta.id, reason = %why, retry_in = ?backoff, "send failed; retrying");
+                    // Once per batch, then at doubling intervals: an outage must not flood the log.
+                    if attempt.is_power_of_two() {
+                        warn!(batch = %batch.meta.id, attempt, reason = %why, retry_in = ?backoff, "send failed; retrying");
+                    } else {
+                        debug!(batch = %batch.meta.id, attempt, reason = %why, "send failed; retrying");
+                    }
                     let jitter = rand::rng().random_range(0.5..1.5);
                     tokio::time::sleep(backoff.mul_f64(jitter)).await;
                     backoff = (backoff * 2).min(self.max_backoff);

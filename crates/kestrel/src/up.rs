@@ -150,20 +150,17 @@ async fn start_local_agent(
     };
     let token_file = data_dir.join("agent.token");
     ensure_token(data_dir, &token_file, "local-agent", Role::Ingest)?;
-    let yaml = format!(
-        "server:
-  url: {url}
-  token_file: {}
-data_dir: {}
-listen: 127.0.0.1:0
-         inputs:
-  - type: pod_logs
-    path: {}
-",
-        token_file.display(),
-        data_dir.join("agent").display(),
-        pods.display()
-    );
+    let yaml = [
+        "server:".to_string(),
+        format!("  url: {url}"),
+        format!("  token_file: {}", token_file.display()),
+        format!("data_dir: {}", data_dir.join("agent").display()),
+        "listen: \"127.0.0.1:0\"".to_string(),
+        "inputs:".to_string(),
+        "  - type: pod_logs".to_string(),
+        format!("    path: {}", pods.display()),
+    ]
+    .join("\n");
     let config = kestrel_agent::config::AgentConfig::from_yaml(&yaml)?;
     let agent = kestrel_agent::Agent::start(config).await?;
     Ok(Some((agent, pods)))
@@ -175,6 +172,23 @@ pub async fn run_server(args: ServerArgs) -> Result<()> {
     server.serve(shutdown_signal()).await
 }
 
+/// Writes the demo's pod logs (the same attack, seen from the nodes) under
+/// `DIR/demo/pods/<namespace>_<pod>_<uid>/<container>/0.log`, as kubelet lays them out, for the
+/// local agent to read.
+fn write_demo_pod_logs(data_dir: &Path, end: chrono::DateTime<chrono::Utc>) -> Result<()> {
+    let root = data_dir.join("demo").join("pods");
+    for file in kestrel_demo::demo_pod_logs(end, 42) {
+        let path = root.join(&file.path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut text = file.lines.join("\n");
+        text.push('\n');
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
 struct DemoSummary {
     events: usize,
     alerts: usize,
@@ -183,7 +197,9 @@ struct DemoSummary {
 
 /// Sends the demo scenario through the audit webhook, as a kube-apiserver would.
 async fn replay_demo(url: &str, token: &str, data_dir: &Path) -> Result<DemoSummary> {
-    let events = kestrel_demo::demo_scenario(chrono::Utc::now(), 42);
+    let now = chrono::Utc::now();
+    write_demo_pod_logs(data_dir, now)?;
+    let events = kestrel_demo::demo_scenario(now, 42);
     info!(
         events = events.len(),
         "replaying the demo scenario through the audit webhook"
@@ -237,6 +253,13 @@ fn print_welcome(url: &str, data_dir: &Path, demo: Option<DemoSummary>, agent: O
         out.push_str("The story, step by step:\n");
         for step in kestrel_demo::scenario_steps() {
             out.push_str(&format!("  - {}: {}\n", step.name, step.description));
+        }
+        out.push_str("Seen from the nodes (pod logs read by the local agent):\n");
+        for story in kestrel_demo::node_log_story()
+            .iter()
+            .filter(|s| matches!(s.source, "ingress" | "container_log" | "dns"))
+        {
+            out.push_str(&format!("  - {}: {}\n", story.source, story.description));
         }
     }
     match agent {

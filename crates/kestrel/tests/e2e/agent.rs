@@ -92,7 +92,7 @@ fn agent_config(dir: &Path, url: &str, token: &str, pods: &Path, extra: &str) ->
         &config,
         format!(
             "server:\n  url: {url}\n  token_file: {}\n  max_backoff: 500ms\n\
-             data_dir: {}\nlisten: null\ninputs:\n  - type: pod_logs\n    path: {}\n    scan_interval: 200ms\n\
+             data_dir: {}\nlisten: null\ninputs:\n  - type: pod_logs\n    path: {}\n    scan_interval: 200ms\n    max_line_bytes: 1024\n\
              batch:\n  max_bytes: 8192\n{extra}",
             token_file.display(),
             dir.join("agent-data").display(),
