@@ -493,6 +493,11 @@ impl DiskBuffer {
         }
     }
 
+    /// Unacknowledged batches.
+    pub fn records(&self) -> usize {
+        self.lock().segments.values().map(|s| s.unacked.len()).sum()
+    }
+
     /// Bytes of unacknowledged batches.
     pub fn bytes(&self) -> u64 {
         self.lock().bytes

@@ -56,6 +56,7 @@ pub struct Agent {
     tailers: Vec<Tailer>,
     pipelines: Vec<JoinHandle<()>>,
     shippers: Vec<tokio::task::JoinHandle<()>>,
+    shipper: Arc<Shipper>,
     buffer: Arc<DiskBuffer>,
     metrics_addr: Option<SocketAddr>,
     metrics_stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -117,6 +118,7 @@ impl Agent {
         let mut pipelines = Vec::new();
         let mut resume_by_input = HashMap::new();
         let mut tail_metrics = Vec::new();
+        let mut persisted = HashMap::new();
         for input in &config.inputs {
             let name = input.name().to_string();
             let resume = Arc::new(ResumeRanges::new(&name, &buffered));
@@ -130,6 +132,7 @@ impl Agent {
                         checkpoints.join(format!("{name}.json")),
                     )?;
                     tail_metrics.push((name.clone(), tailer.metrics()));
+                    persisted.insert(name.clone(), tailer.persisted());
                     let mut pipeline = PodLogPipeline::new(
                         AgentIdentity {
                             agent: agent_name.clone(),
@@ -178,10 +181,21 @@ impl Agent {
             resume_by_input,
             Arc::clone(&metrics),
             Arc::clone(&stop),
+            persisted,
         ));
-        let shippers = (0..config.server.concurrency)
+        let mut shippers: Vec<_> = (0..config.server.concurrency)
             .map(|_| tokio::spawn(Arc::clone(&shipper).run()))
             .collect();
+        {
+            let shipper = Arc::clone(&shipper);
+            let stop = Arc::clone(&stop);
+            shippers.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Acquire) {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    shipper.reap();
+                }
+            }));
+        }
         let (metrics_addr, metrics_stop) = match config.listen {
             Some(addr) => {
                 let registry =
@@ -202,6 +216,7 @@ impl Agent {
             tailers,
             pipelines,
             shippers,
+            shipper,
             buffer,
             metrics_addr,
             metrics_stop,
@@ -224,11 +239,20 @@ impl Agent {
         self.buffer.bytes()
     }
 
-    /// Stops reading, gives in-flight sends `grace` to finish, saves checkpoints and returns.
-    /// Whatever was not acknowledged stays in the buffer or the files for the next start.
+    /// Stops reading, gives batches already read `grace` to be delivered, saves checkpoints
+    /// and returns. Whatever was not acknowledged stays in the buffer or the files for the next
+    /// start.
     pub async fn shutdown(mut self, grace: std::time::Duration) {
-        // A pipeline waiting for room in a full buffer must not hold the shutdown up.
+        // No new batches (a pipeline waiting for room in a full buffer returns at once); the
+        // tailers stop once their channels fill.
         self.buffer.close_writes();
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline
+            && (self.shipper.sending() > 0 || self.buffer.records() > self.shipper.retiring())
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // The tailers write their checkpoints as they stop, covering what was delivered.
         for t in self.tailers.drain(..) {
             if let Err(e) = tokio::task::spawn_blocking(move || t.shutdown())
                 .await
@@ -244,10 +268,7 @@ impl Agent {
             }
         })
         .await;
-        let deadline = tokio::time::Instant::now() + grace;
-        while self.buffer.bytes() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        self.shipper.reap();
         self.stop.store(true, Ordering::Release);
         self.buffer.close();
         for s in self.shippers.drain(..) {

@@ -20,6 +20,7 @@ use crate::buffer::{BufferedBatch, DiskBuffer, RecordId};
 use crate::config::ServerTarget;
 use crate::metrics::AgentMetrics;
 use crate::pipeline::{ResumeRanges, Ticket};
+use crate::tail::PersistedCheckpoints;
 use crate::AgentError;
 
 /// Tickets of batches in the buffer, by record; filled by the pipeline, emptied by acks.
@@ -86,6 +87,19 @@ fn classify(result: Result<(StatusCode, String), reqwest::Error>) -> Outcome {
     }
 }
 
+/// A delivered batch still in the buffer: it stays there until the file's checkpoint on disk
+/// has passed it, so a crash before that finds it again (and the lines it holds are not read
+/// into a batch of another identity).
+#[derive(Debug)]
+struct Retiring {
+    id: RecordId,
+    input: String,
+    stream: String,
+    end: u64,
+    /// Checkpoint writes of the input's tailer when the batch was delivered.
+    writes_then: u64,
+}
+
 /// Sends batches from the buffer.
 pub struct Shipper {
     client: reqwest::Client,
@@ -97,6 +111,10 @@ pub struct Shipper {
     resume: HashMap<String, Arc<ResumeRanges>>,
     metrics: Arc<AgentMetrics>,
     stop: Arc<AtomicBool>,
+    persisted: HashMap<String, Arc<PersistedCheckpoints>>,
+    retiring: Mutex<Vec<Retiring>>,
+    /// Records handed out by the buffer and not yet delivered or refused.
+    sending: std::sync::atomic::AtomicUsize,
 }
 
 /// An HTTP client for the server: custom CA, client certificate, timeout.
@@ -137,6 +155,7 @@ impl Shipper {
         resume: HashMap<String, Arc<ResumeRanges>>,
         metrics: Arc<AgentMetrics>,
         stop: Arc<AtomicBool>,
+        persisted: HashMap<String, Arc<PersistedCheckpoints>>,
     ) -> Self {
         Shipper {
             client,
@@ -148,7 +167,39 @@ impl Shipper {
             resume,
             metrics,
             stop,
+            persisted,
+            retiring: Mutex::new(Vec::new()),
+            sending: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// Removes from the buffer the delivered batches whose file checkpoint on disk has passed
+    /// them (or whose file the tailer no longer tracks, two checkpoint writes later).
+    pub fn reap(&self) {
+        let mut retiring = self.retiring.lock().unwrap_or_else(|p| p.into_inner());
+        retiring.retain(|r| {
+            let done = match self.persisted.get(&r.input) {
+                Some(p) => match p.offset(&r.stream) {
+                    Some(offset) => offset >= r.end,
+                    None => p.writes() >= r.writes_then + 2,
+                },
+                None => true,
+            };
+            if done {
+                self.buffer.ack(r.id);
+            }
+            !done
+        });
+    }
+
+    /// Delivered batches waiting for their checkpoint to reach the disk.
+    pub fn retiring(&self) -> usize {
+        self.retiring.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Batches handed out for sending and not yet delivered or refused.
+    pub fn sending(&self) -> usize {
+        self.sending.load(Ordering::Acquire)
     }
 
     /// One sending loop; run `concurrency` of them.
@@ -159,7 +210,11 @@ impl Shipper {
                 .await
                 .expect("buffer read does not panic");
             match next {
-                Ok(Some(batch)) => self.deliver(batch).await,
+                Ok(Some(batch)) => {
+                    self.sending.fetch_add(1, Ordering::AcqRel);
+                    self.deliver(batch).await;
+                    self.sending.fetch_sub(1, Ordering::AcqRel);
+                }
                 Ok(None) => {}
                 Err(_) => return,
             }
@@ -220,7 +275,20 @@ impl Shipper {
                 }
             }
         }
-        self.buffer.ack(batch.id);
+        let writes_then = self
+            .persisted
+            .get(&batch.meta.input)
+            .map_or(0, |p| p.writes());
+        self.retiring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Retiring {
+                id: batch.id,
+                input: batch.meta.input.clone(),
+                stream: batch.meta.stream.clone(),
+                end: batch.meta.end,
+                writes_then,
+            });
         self.in_flight.acked(batch.id);
         if let Some(r) = self.resume.get(&batch.meta.input) {
             r.acked(&batch.meta.stream, &batch.meta.id);

@@ -194,6 +194,37 @@ pub struct Tailer {
     checkpointer_stop: Arc<(Mutex<bool>, Condvar)>,
     ack: AckHandle,
     metrics: Arc<TailMetrics>,
+    persisted: Arc<PersistedCheckpoints>,
+}
+
+/// The checkpoints as last written to disk, by file key (string form): what a restart would
+/// resume from. The agent keeps a delivered batch in its disk buffer until the file's persisted
+/// checkpoint has passed it, so a crash in between can always find the batch again.
+#[derive(Debug, Default)]
+pub struct PersistedCheckpoints {
+    offsets: Mutex<std::collections::HashMap<String, u64>>,
+    /// Completed checkpoint writes.
+    writes: std::sync::atomic::AtomicU64,
+}
+
+impl PersistedCheckpoints {
+    /// The persisted checkpoint of a file, if it has one.
+    pub fn offset(&self, key: &str) -> Option<u64> {
+        self.offsets.lock().unwrap().get(key).copied()
+    }
+
+    /// Completed checkpoint writes so far.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Acquire)
+    }
+
+    fn record(&self, snapshot: &checkpoint::CheckpointFile) {
+        let mut offsets = self.offsets.lock().unwrap();
+        offsets.clear();
+        offsets.extend(snapshot.files.iter().map(|f| (f.key.clone(), f.offset)));
+        drop(offsets);
+        self.writes.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 impl Tailer {
@@ -227,15 +258,25 @@ impl Tailer {
             .map_err(TailError::Thread)?;
 
         let checkpointer_stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let persisted = Arc::new(PersistedCheckpoints::default());
+        persisted.record(&ledger.lock().unwrap().snapshot());
         let checkpointer = {
             let ledger = ledger.clone();
             let metrics = metrics.clone();
+            let persisted = persisted.clone();
             let stop = checkpointer_stop.clone();
             let interval = config.checkpoint_interval;
             std::thread::Builder::new()
                 .name("kestrel-tail-checkpoint".into())
                 .spawn(move || {
-                    run_checkpointer(&checkpoint_path, &ledger, &metrics, &stop, interval)
+                    run_checkpointer(
+                        &checkpoint_path,
+                        &ledger,
+                        &metrics,
+                        &persisted,
+                        &stop,
+                        interval,
+                    )
                 })
                 .map_err(TailError::Thread)?
         };
@@ -251,6 +292,7 @@ impl Tailer {
                 metrics: metrics.clone(),
             },
             metrics,
+            persisted,
         };
         Ok((tailer, rx))
     }
@@ -258,6 +300,11 @@ impl Tailer {
     /// A handle to acknowledge delivered chunks.
     pub fn ack_handle(&self) -> AckHandle {
         self.ack.clone()
+    }
+
+    /// The checkpoints as last written to disk.
+    pub fn persisted(&self) -> Arc<PersistedCheckpoints> {
+        self.persisted.clone()
     }
 
     /// The tailer's metrics.
@@ -310,6 +357,7 @@ fn run_checkpointer(
     path: &Path,
     ledger: &Mutex<checkpoint::Ledger>,
     metrics: &TailMetrics,
+    persisted: &PersistedCheckpoints,
     stop: &(Mutex<bool>, Condvar),
     interval: std::time::Duration,
 ) -> Result<(), TailError> {
@@ -325,7 +373,10 @@ fn run_checkpointer(
         let snapshot = ledger.lock().unwrap().snapshot_if_dirty();
         if let Some(snapshot) = snapshot {
             match checkpoint::write_checkpoints(path, &snapshot) {
-                Ok(()) => TailMetrics::add(&metrics.checkpoint_writes, 1),
+                Ok(()) => {
+                    persisted.record(&snapshot);
+                    TailMetrics::add(&metrics.checkpoint_writes, 1)
+                }
                 Err(e) => {
                     TailMetrics::add(&metrics.checkpoint_errors, 1);
                     ledger.lock().unwrap().mark_dirty();
