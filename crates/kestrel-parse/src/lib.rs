@@ -11,6 +11,7 @@
 //! ```
 
 pub mod audit;
+pub mod coredns;
 pub mod cri;
 pub mod docker;
 pub mod error;
@@ -27,6 +28,7 @@ pub use audit::{
     dead_letter_for_body, parse_event_list, parse_json_lines, AuditParseConfig, ParsedBatch,
     RedactConfig, REQUIRED_FIELDS, TRUNCATED_MARKER,
 };
+pub use coredns::{parse_coredns, CorednsError};
 pub use cri::{parse_cri, CriError, CriLine};
 pub use docker::{parse_docker, DockerError, DockerLine};
 pub use error::BodyError;
