@@ -18,6 +18,7 @@ pub mod error;
 pub mod ingress_nginx;
 pub mod merge;
 pub mod multiline;
+pub mod netfilter;
 pub mod redact;
 mod scan;
 #[cfg(test)]
@@ -37,5 +38,8 @@ pub use ingress_nginx::{
 };
 pub use merge::{MergeStats, MergedLine, PartialMerger};
 pub use multiline::{MultilineError, MultilineJoiner, MultilineStats};
+pub use netfilter::{
+    parse_kern_log, parse_kmsg, parse_packet, KernLogLine, KmsgRecord, NetfilterError,
+};
 pub use redact::{redact_event, redact_lexical, redact_value, REDACTED};
 pub use timestamp::{parse_rfc3339_nanos, TimestampError};
