@@ -16,6 +16,7 @@ pub mod cri;
 pub mod docker;
 pub mod error;
 pub mod ingress_nginx;
+pub mod journal;
 pub mod merge;
 pub mod multiline;
 pub mod netfilter;
@@ -36,6 +37,7 @@ pub use error::BodyError;
 pub use ingress_nginx::{
     parse_ingress_default, FormatError, IngressError, IngressFormat, DEFAULT_INGRESS_FORMAT,
 };
+pub use journal::{parse_journal, JournalError};
 pub use merge::{MergeStats, MergedLine, PartialMerger};
 pub use multiline::{MultilineError, MultilineJoiner, MultilineStats};
 pub use netfilter::{
