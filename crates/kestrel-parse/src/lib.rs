@@ -17,6 +17,7 @@ pub mod docker;
 pub mod error;
 pub mod ingress_nginx;
 pub mod journal;
+pub mod k8s_event;
 pub mod merge;
 pub mod multiline;
 pub mod netfilter;
@@ -38,6 +39,7 @@ pub use ingress_nginx::{
     parse_ingress_default, FormatError, IngressError, IngressFormat, DEFAULT_INGRESS_FORMAT,
 };
 pub use journal::{parse_journal, JournalError};
+pub use k8s_event::{parse_k8s_event, K8sEventError};
 pub use merge::{MergeStats, MergedLine, PartialMerger};
 pub use multiline::{MultilineError, MultilineJoiner, MultilineStats};
 pub use netfilter::{
