@@ -21,6 +21,7 @@ pub mod k8s_event;
 pub mod merge;
 pub mod multiline;
 pub mod netfilter;
+pub mod pod_path;
 pub mod redact;
 mod scan;
 #[cfg(test)]
@@ -45,5 +46,6 @@ pub use multiline::{MultilineError, MultilineJoiner, MultilineStats};
 pub use netfilter::{
     parse_kern_log, parse_kmsg, parse_packet, KernLogLine, KmsgRecord, NetfilterError,
 };
+pub use pod_path::{parse_pod_log_path, PodLogPath, PodPathError};
 pub use redact::{redact_event, redact_lexical, redact_value, REDACTED};
 pub use timestamp::{parse_rfc3339_nanos, TimestampError};
