@@ -35,6 +35,8 @@ pub enum DockerError {
     /// Not a JSON object, or a key has the wrong type.
     #[error("invalid JSON at column {column}: {reason}")]
     Json { column: usize, reason: String },
+    #[error("not a JSON object")]
+    NotObject,
     #[error("missing field `{field}`")]
     Missing { field: &'static str },
     #[error("field `time`: {0}")]
@@ -49,7 +51,7 @@ impl DockerError {
         match self {
             DockerError::Empty => "empty",
             DockerError::Json { .. } => "invalid_json",
-            DockerError::Missing { .. } => "schema",
+            DockerError::NotObject | DockerError::Missing { .. } => "schema",
             DockerError::Time(_) => "invalid_time",
             DockerError::Stream { .. } => "invalid_stream",
         }
@@ -75,8 +77,11 @@ fn json_error(e: serde_json::Error) -> DockerError {
 
 /// Parses one json-file line (a trailing `\n` or `\r\n` after the object is ignored).
 pub fn parse_docker(line: &[u8]) -> Result<DockerLine<'_>, DockerError> {
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return Err(DockerError::Empty);
+    match line.iter().find(|c| !c.is_ascii_whitespace()) {
+        None => return Err(DockerError::Empty),
+        // serde would read an array as the struct's fields in order.
+        Some(b'[') => return Err(DockerError::NotObject),
+        Some(_) => {}
     }
     let raw: Raw<'_> = serde_json::from_slice(line).map_err(json_error)?;
     let time = raw.time.ok_or(DockerError::Missing { field: "time" })?;
@@ -223,5 +228,76 @@ mod tests {
             prop_assert_eq!(parsed.message.as_ref(), message.as_str());
             prop_assert_eq!(parsed.partial, !newline);
         }
+    }
+}
+
+#[cfg(test)]
+mod sample_tests {
+    use super::*;
+    use crate::merge::PartialMerger;
+    use crate::testdata;
+
+    #[test]
+    fn json_file_sample_parses_and_merges() {
+        let mut merger = PartialMerger::new(16 * 1024);
+        let mut out = Vec::new();
+        for (i, line) in testdata::lines("docker/json-file.log").iter().enumerate() {
+            let parsed = parse_docker(line).unwrap_or_else(|e| panic!("line {}: {e}", i + 1));
+            if let Some(l) = merger.push(
+                parsed.time,
+                parsed.stream,
+                parsed.partial,
+                parsed.message.as_bytes(),
+            ) {
+                out.push(l.into_container_log());
+            }
+        }
+        // The last line of the sample has no newline: it waits for more, and a flush emits it.
+        assert!(merger.has_pending());
+        out.push(merger.flush().unwrap().into_container_log());
+        assert_eq!(out.len(), 26);
+        assert_eq!(out[0].time, 1_795_165_201_123_456_789);
+        assert_eq!(
+            out[1].message,
+            r#"{"level":"info","msg":"listening","addr":":8080"}"#
+        );
+        assert_eq!(out[3].stream, LogStream::Stderr);
+        assert_eq!(
+            out[4].message,
+            "first part of a long line / second part / last part"
+        );
+        assert_eq!(out[4].time, 1_795_165_202_000_000_000);
+        assert_eq!(out[5].message, "");
+        assert_eq!(
+            out[6].message,
+            "html <b>bold</b> & \"quotes\" and \\backslashes\\"
+        );
+        assert_eq!(
+            out[7].message,
+            "unicode café ✓ 🚀 and control \u{1b}[1mbold\u{1b}[0m"
+        );
+        assert_eq!(out[8].message, "tab\there\r");
+        assert_eq!(out[25].message, "no newline at end of container output");
+    }
+
+    #[test]
+    fn malformed_sample() {
+        let kinds: Vec<&str> = testdata::lines("docker/malformed.log")
+            .iter()
+            .map(|l| parse_docker(l).unwrap_err().kind())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "empty",
+                "invalid_json",
+                "schema",
+                "invalid_stream",
+                "invalid_json",
+                "invalid_time",
+                "invalid_json",
+                "schema"
+            ]
+        );
     }
 }
