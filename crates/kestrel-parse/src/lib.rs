@@ -9,6 +9,20 @@
 //!                                    ├─► per item/line parse ┤
 //! audit log     ──► parse_json_lines ┘                       └─► dead letters (redacted, cut)
 //! ```
+//!
+//! The node agent's sources, one module per format, each line to one record, `Ok(None)` for a
+//! line that is not a record of that source, or a typed error saying what is wrong and where:
+//!
+//! ```text
+//! CRI line    ──► parse_cri ────┐                                   ┌─► ContainerLog
+//! docker line ──► parse_docker ─┴─► PartialMerger ─► MultilineJoiner ┘   (borrowed until asked)
+//! ingress line ─► IngressFormat::parse ──► IngressAccess
+//! CoreDNS line ─► parse_coredns ─────────► DnsQuery
+//! kmsg / kern.log ─► parse_kmsg / parse_kern_log ─► parse_packet ─► NetfilterLog
+//! journalctl -o json ─► parse_journal ───► JournalEntry
+//! Event JSON ──► parse_k8s_event ────────► K8sEvent
+//! log path ───► parse_pod_log_path ──────► PodLogPath (namespace, pod, uid, container)
+//! ```
 
 pub mod audit;
 pub mod coredns;
