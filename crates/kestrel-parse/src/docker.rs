@@ -83,6 +83,9 @@ pub fn parse_docker(line: &[u8]) -> Result<DockerLine<'_>, DockerError> {
         Some(b'[') => return Err(DockerError::NotObject),
         Some(_) => {}
     }
+    if let Some(parsed) = fast(line) {
+        return parsed;
+    }
     let raw: Raw<'_> = serde_json::from_slice(line).map_err(json_error)?;
     let time = raw.time.ok_or(DockerError::Missing { field: "time" })?;
     let time = parse_rfc3339_nanos(time.as_bytes()).map_err(DockerError::Time)?;
@@ -107,6 +110,112 @@ pub fn parse_docker(line: &[u8]) -> Result<DockerLine<'_>, DockerError> {
         partial,
         message,
     })
+}
+
+/// The exact layout docker writes, `{"log":"...","stream":"...","time":"..."}`, read without a
+/// general JSON parse; `None` for anything else (other keys, other order, spaces, a `log`
+/// that is not valid UTF-8), which serde_json then reads.
+fn fast(line: &[u8]) -> Option<Result<DockerLine<'_>, DockerError>> {
+    const LOG: &[u8] = b"{\"log\":";
+    if !line.starts_with(LOG) || line.get(LOG.len()) != Some(&b'"') {
+        return None;
+    }
+    let log_end = crate::scan::string_end(line, LOG.len())?;
+    let quoted = &line[LOG.len()..log_end];
+    let rest = line[log_end..].strip_prefix(b",\"stream\":\"")?;
+    let stream = match rest.get(..7)? {
+        b"stdout\"" => LogStream::Stdout,
+        b"stderr\"" => LogStream::Stderr,
+        _ => return None,
+    };
+    let rest = rest[7..].strip_prefix(b",\"time\":\"")?;
+    let time_end = memchr::memchr(b'"', rest)?;
+    if !matches!(&rest[time_end + 1..], b"}" | b"}\r") {
+        return None;
+    }
+    let inner = &quoted[1..quoted.len() - 1];
+    let (body, partial) = match inner.strip_suffix(b"\\n") {
+        Some(body) => (body, false),
+        None => (inner, true),
+    };
+    let (message, partial) = if memchr::memchr(b'\\', body).is_none() {
+        // JSON strings hold no raw control characters; leave such a line to serde's verdict.
+        if body.iter().any(|&c| c < 0x20) {
+            return None;
+        }
+        (Cow::Borrowed(std::str::from_utf8(body).ok()?), partial)
+    } else {
+        let mut decoded = unescape_json(std::str::from_utf8(inner).ok()?)?;
+        match decoded.strip_suffix('\n') {
+            Some(_) => {
+                decoded.pop();
+                (Cow::Owned(decoded), false)
+            }
+            None => (Cow::Owned(decoded), true),
+        }
+    };
+    let time = match parse_rfc3339_nanos(&rest[..time_end]) {
+        Ok(t) => t,
+        Err(e) => return Some(Err(DockerError::Time(e))),
+    };
+    Some(Ok(DockerLine {
+        time,
+        stream,
+        partial,
+        message,
+    }))
+}
+
+/// The text of a JSON string's content (between its quotes), or `None` for an invalid escape or
+/// a raw control character. Written out because serde_json decodes only whole values, and here
+/// the boundaries are already known.
+fn unescape_json(inner: &str) -> Option<String> {
+    let b = inner.as_bytes();
+    if b.iter().any(|&c| c < 0x20) {
+        return None;
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut i = 0;
+    while let Some(rel) = memchr::memchr(b'\\', &b[i..]) {
+        let at = i + rel;
+        out.push_str(&inner[i..at]);
+        let c = match *b.get(at + 1)? {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hex4 = |at: usize| u32::from_str_radix(inner.get(at..at + 4)?, 16).ok();
+                let hi = hex4(at + 2)?;
+                i = at + 6;
+                let code = if (0xD800..0xDC00).contains(&hi) {
+                    // A surrogate pair: `\uD83D\uDE80`.
+                    if b.get(i..i + 2)? != b"\\u" {
+                        return None;
+                    }
+                    let lo = hex4(i + 2)?;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return None;
+                    }
+                    i += 6;
+                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                } else {
+                    hi
+                };
+                out.push(char::from_u32(code)?);
+                continue;
+            }
+            _ => return None,
+        };
+        out.push(c);
+        i = at + 2;
+    }
+    out.push_str(&inner[i..]);
+    Some(out)
 }
 
 /// The `log` string without its trailing newline, and whether it lacked one.
@@ -171,6 +280,11 @@ mod tests {
         .unwrap();
         assert_eq!(l.message, "<script> \"q\" tab\there \\n");
         assert!(!l.partial);
+        // An escaped newline written as \u000a ends a line too.
+        let l =
+            parse_docker(br#"{"log":"x\u000a","stream":"stdout","time":"2026-11-20T09:00:01Z"}"#)
+                .unwrap();
+        assert_eq!((l.message.as_ref(), l.partial), ("x", false));
         // A literal backslash-n at the end is not a newline.
         let l = parse_docker(
             br#"{"log":"ends with \\n","stream":"stdout","time":"2026-11-20T09:00:01Z"}"#,
@@ -178,6 +292,29 @@ mod tests {
         .unwrap();
         assert_eq!(l.message, "ends with \\n");
         assert!(l.partial);
+    }
+
+    #[test]
+    fn json_unescaping() {
+        assert_eq!(
+            unescape_json(r#"a\"b\\c\/d\b\f\n\r\t"#).as_deref(),
+            Some("a\"b\\c/d\u{8}\u{c}\n\r\t")
+        );
+        assert_eq!(
+            unescape_json(r"\u003c\u00e9\uD83D\uDE80").as_deref(),
+            Some("<é🚀")
+        );
+        for bad in [
+            r"\x",
+            r"\u12",
+            r"\uD83D",
+            r"\uD83Dx\uDE80",
+            r"\uD83D\u0041",
+            "raw\ttab",
+            "end\\",
+        ] {
+            assert_eq!(unescape_json(bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -216,6 +353,24 @@ mod tests {
         #[test]
         fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
             let _ = parse_docker(&bytes);
+        }
+
+        #[test]
+        fn fast_path_agrees_with_serde(message in any::<String>(), stderr in any::<bool>(), frac in 0u32..1_000_000_000) {
+            let line = serde_json::json!({
+                "log": message,
+                "stream": if stderr { "stderr" } else { "stdout" },
+                "time": format!("2026-11-20T09:00:01.{frac:09}Z"),
+            });
+            let line = serde_json::to_vec(&line).unwrap();
+            let slow: Raw<'_> = serde_json::from_slice(&line).unwrap();
+            let (slow_message, slow_partial) = decode_log(slow.log.unwrap()).unwrap();
+            if let Some(fast) = fast(&line) {
+                let fast = fast.unwrap();
+                prop_assert_eq!(fast.message, slow_message);
+                prop_assert_eq!(fast.partial, slow_partial);
+                prop_assert_eq!(fast.time, 1_795_165_201_000_000_000 + i64::from(frac));
+            }
         }
 
         #[test]
