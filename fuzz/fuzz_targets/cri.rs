@@ -11,10 +11,16 @@ fuzz_target!(|data: &[u8]| {
     let mut merger = PartialMerger::new(MAX);
     let mut emitted = 0u64;
     for line in data.split(|&c| c == b'\n') {
-        let Ok(parsed) = parse_cri(line) else { continue };
+        let Ok(parsed) = parse_cri(line) else {
+            continue;
+        };
         assert!(parsed.message.len() <= line.len());
         if let Some(l) = merger.push_cri(parsed) {
-            assert!(l.message.len() <= MAX || l.invalid_utf8, "{}", l.message.len());
+            assert!(
+                l.message.len() <= MAX || l.invalid_utf8,
+                "{}",
+                l.message.len()
+            );
             emitted += 1;
         }
     }

@@ -186,7 +186,7 @@ impl PartialMerger {
                 None
             }
             SlotState::Joining => {
-                slot.parts += 1;
+                slot.parts = slot.parts.saturating_add(1);
                 let total = slot.buf.len() + message.len();
                 if total > max {
                     // Take one byte past the limit to see whether the cut splits a character.

@@ -32,7 +32,7 @@ pub struct MultilineStats {
     pub dropped_bytes: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Pending {
     record: ContainerLog,
     /// When the last line was added (the caller's clock).
@@ -41,8 +41,9 @@ struct Pending {
     full: bool,
 }
 
-/// Joins lines into records; see the module documentation.
-#[derive(Debug)]
+/// Joins lines into records; see the module documentation. Clone a configured joiner to get
+/// one per file without compiling the pattern again.
+#[derive(Debug, Clone)]
 pub struct MultilineJoiner {
     start: Regex,
     max_bytes: usize,
