@@ -182,11 +182,14 @@ pub struct JournalEntry {
     pub fields: Option<String>,
 }
 
-/// One Kubernetes event (`events.k8s.io/v1` `Event`), kept beyond the API server's retention.
+/// One Kubernetes event (`events.k8s.io/v1` `Event`, or `core/v1` `Event`), kept beyond the API
+/// server's retention. A repeated event is one object updated in place; each update the watch
+/// sees is one record, timed at the latest observation it reports.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct K8sEvent {
-    /// `eventTime`, else `series.lastObservedTime`, else `deprecatedLastTimestamp`, else the
-    /// object's creation time; UTC nanoseconds.
+    /// The latest observation: `series.lastObservedTime`, else `eventTime`, else
+    /// `deprecatedLastTimestamp` (core/v1 `lastTimestamp`), else `deprecatedFirstTimestamp`
+    /// (`firstTimestamp`), else the object's creation time; UTC nanoseconds.
     pub time: i64,
     /// The event object's namespace.
     pub namespace: Option<String>,
@@ -196,7 +199,7 @@ pub struct K8sEvent {
     /// `Normal` or `Warning`.
     pub event_type: Option<String>,
     pub reason: Option<String>,
-    /// `note`: the human-readable message.
+    /// `note` (core/v1 `message`): the human-readable message.
     pub note: Option<String>,
     pub action: Option<String>,
     pub reporting_controller: Option<String>,
@@ -206,7 +209,8 @@ pub struct K8sEvent {
     pub regarding_name: Option<String>,
     pub regarding_uid: Option<String>,
     pub regarding_field_path: Option<String>,
-    /// How many times the event was seen (`series.count`, or the deprecated count).
+    /// How many times the event was seen (`series.count`, else `deprecatedCount` / core/v1
+    /// `count`).
     pub count: Option<i32>,
     pub resource_version: Option<String>,
 }

@@ -256,3 +256,107 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod sample_tests {
+    use super::*;
+    use crate::merge::{MergeStats, PartialMerger};
+    use crate::testdata;
+
+    #[test]
+    fn containerd_sample_parses_and_merges() {
+        let mut merger = PartialMerger::new(16 * 1024);
+        let mut out = Vec::new();
+        for (i, line) in testdata::lines("cri/containerd.log").iter().enumerate() {
+            let parsed = parse_cri(line).unwrap_or_else(|e| panic!("line {}: {e}", i + 1));
+            if let Some(l) = merger.push_cri(parsed) {
+                out.push(l.into_container_log());
+            }
+        }
+        assert!(!merger.has_pending());
+        assert_eq!(out.len(), 30);
+        assert_eq!(out[0].time, 1_795_165_201_123_456_789);
+        assert!(out[0].message.starts_with("2026-11-20 09:00:01.123 INFO"));
+        // The stderr line written between two parts of a stdout line comes out first.
+        assert_eq!(out[6].stream, LogStream::Stderr);
+        assert_eq!(
+            out[6].message,
+            "warning: interleaved stderr line between partial stdout parts"
+        );
+        let joined = &out[7];
+        assert_eq!(joined.stream, LogStream::Stdout);
+        assert_eq!(
+            joined.time, 1_795_165_202_000_000_000,
+            "time of the first part"
+        );
+        assert!(joined
+            .message
+            .starts_with(r#"{"level":"debug","msg":"big payload","body":"AAAA"#));
+        assert!(
+            joined.message.ends_with(r#"BBBB café end"}"#),
+            "a character split across parts: {}",
+            joined.message
+        );
+        assert_eq!(out[8].message, "");
+        assert_eq!(out[9].message, "latin-1 bytes: caf\u{fffd} na\u{fffd}ve");
+        assert_eq!(out[10].message, "  leading and trailing spaces  ");
+        assert!(out[11].message.ends_with("emoji 🚀"));
+        assert_eq!(out[14].message, "offset time zone form");
+        assert_eq!(out[15].message, "tag list");
+        assert_eq!(out[16].message, "part one / part two / part three");
+        assert!(out[17].message.ends_with('\r'));
+        assert_eq!(
+            merger.stats(),
+            MergeStats {
+                lines: 30,
+                joined_lines: 2,
+                truncated_lines: 0,
+                dropped_bytes: 0,
+                invalid_utf8_lines: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn containerd_sample_with_a_small_line_limit() {
+        let mut merger = PartialMerger::new(40);
+        let mut out = Vec::new();
+        for line in testdata::lines("cri/containerd.log") {
+            if let Some(l) = merger.push_cri(parse_cri(&line).unwrap()) {
+                assert!(l.message.len() <= 40);
+                out.push((l.message.into_owned(), l.truncated));
+            }
+        }
+        assert_eq!(out.len(), 30, "a cut line is still one line");
+        assert!(out
+            .iter()
+            .any(|(m, t)| *t && m == r#"{"level":"debug","msg":"big payload","bo"#));
+        assert_eq!(
+            merger.stats().truncated_lines,
+            out.iter().filter(|(_, t)| *t).count() as u64
+        );
+    }
+
+    #[test]
+    fn malformed_sample() {
+        let errors: Vec<String> = testdata::lines("cri/malformed.log")
+            .iter()
+            .map(|l| parse_cri(l).unwrap_err().to_string())
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "empty line",
+                "line ends at byte 30 before the stream field",
+                "line ends at byte 37 before the tag field",
+                "stream at byte 31 is `stdin`, expected `stdout` or `stderr`",
+                "tag at byte 38 is `X`, expected `P` or `F`",
+                "timestamp at byte 0: invalid RFC 3339 timestamp `20261120`: premature end of input",
+                "timestamp at byte 0: invalid RFC 3339 timestamp `2026-11-20T25:00:01Z`: input is out of range",
+                "timestamp at byte 0: invalid RFC 3339 timestamp `\u{0}\u{1}\u{2}\u{fffd}\u{fffd}`: invalid utf-8 sequence of 1 bytes from index 3",
+                "timestamp at byte 0: invalid RFC 3339 timestamp `{\"log\":\"docker`: premature end of input",
+                "timestamp at byte 0: invalid RFC 3339 timestamp `2026-11-20T09:00:01.123456789Zstdout`: trailing input",
+            ]
+        );
+    }
+}

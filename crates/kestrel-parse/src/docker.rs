@@ -35,6 +35,8 @@ pub enum DockerError {
     /// Not a JSON object, or a key has the wrong type.
     #[error("invalid JSON at column {column}: {reason}")]
     Json { column: usize, reason: String },
+    #[error("not a JSON object")]
+    NotObject,
     #[error("missing field `{field}`")]
     Missing { field: &'static str },
     #[error("field `time`: {0}")]
@@ -49,7 +51,7 @@ impl DockerError {
         match self {
             DockerError::Empty => "empty",
             DockerError::Json { .. } => "invalid_json",
-            DockerError::Missing { .. } => "schema",
+            DockerError::NotObject | DockerError::Missing { .. } => "schema",
             DockerError::Time(_) => "invalid_time",
             DockerError::Stream { .. } => "invalid_stream",
         }
@@ -75,8 +77,14 @@ fn json_error(e: serde_json::Error) -> DockerError {
 
 /// Parses one json-file line (a trailing `\n` or `\r\n` after the object is ignored).
 pub fn parse_docker(line: &[u8]) -> Result<DockerLine<'_>, DockerError> {
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return Err(DockerError::Empty);
+    match line.iter().find(|c| !c.is_ascii_whitespace()) {
+        None => return Err(DockerError::Empty),
+        // serde would read an array as the struct's fields in order.
+        Some(b'[') => return Err(DockerError::NotObject),
+        Some(_) => {}
+    }
+    if let Some(parsed) = fast(line) {
+        return parsed;
     }
     let raw: Raw<'_> = serde_json::from_slice(line).map_err(json_error)?;
     let time = raw.time.ok_or(DockerError::Missing { field: "time" })?;
@@ -102,6 +110,112 @@ pub fn parse_docker(line: &[u8]) -> Result<DockerLine<'_>, DockerError> {
         partial,
         message,
     })
+}
+
+/// The exact layout docker writes, `{"log":"...","stream":"...","time":"..."}`, read without a
+/// general JSON parse; `None` for anything else (other keys, other order, spaces, a `log`
+/// that is not valid UTF-8), which serde_json then reads.
+fn fast(line: &[u8]) -> Option<Result<DockerLine<'_>, DockerError>> {
+    const LOG: &[u8] = b"{\"log\":";
+    if !line.starts_with(LOG) || line.get(LOG.len()) != Some(&b'"') {
+        return None;
+    }
+    let log_end = crate::scan::string_end(line, LOG.len())?;
+    let quoted = &line[LOG.len()..log_end];
+    let rest = line[log_end..].strip_prefix(b",\"stream\":\"")?;
+    let stream = match rest.get(..7)? {
+        b"stdout\"" => LogStream::Stdout,
+        b"stderr\"" => LogStream::Stderr,
+        _ => return None,
+    };
+    let rest = rest[7..].strip_prefix(b",\"time\":\"")?;
+    let time_end = memchr::memchr(b'"', rest)?;
+    if !matches!(&rest[time_end + 1..], b"}" | b"}\r") {
+        return None;
+    }
+    let inner = &quoted[1..quoted.len() - 1];
+    let (body, partial) = match inner.strip_suffix(b"\\n") {
+        Some(body) => (body, false),
+        None => (inner, true),
+    };
+    let (message, partial) = if memchr::memchr(b'\\', body).is_none() {
+        // JSON strings hold no raw control characters; leave such a line to serde's verdict.
+        if body.iter().any(|&c| c < 0x20) {
+            return None;
+        }
+        (Cow::Borrowed(std::str::from_utf8(body).ok()?), partial)
+    } else {
+        let mut decoded = unescape_json(std::str::from_utf8(inner).ok()?)?;
+        match decoded.strip_suffix('\n') {
+            Some(_) => {
+                decoded.pop();
+                (Cow::Owned(decoded), false)
+            }
+            None => (Cow::Owned(decoded), true),
+        }
+    };
+    let time = match parse_rfc3339_nanos(&rest[..time_end]) {
+        Ok(t) => t,
+        Err(e) => return Some(Err(DockerError::Time(e))),
+    };
+    Some(Ok(DockerLine {
+        time,
+        stream,
+        partial,
+        message,
+    }))
+}
+
+/// The text of a JSON string's content (between its quotes), or `None` for an invalid escape or
+/// a raw control character. Written out because serde_json decodes only whole values, and here
+/// the boundaries are already known.
+fn unescape_json(inner: &str) -> Option<String> {
+    let b = inner.as_bytes();
+    if b.iter().any(|&c| c < 0x20) {
+        return None;
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut i = 0;
+    while let Some(rel) = memchr::memchr(b'\\', &b[i..]) {
+        let at = i + rel;
+        out.push_str(&inner[i..at]);
+        let c = match *b.get(at + 1)? {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hex4 = |at: usize| u32::from_str_radix(inner.get(at..at + 4)?, 16).ok();
+                let hi = hex4(at + 2)?;
+                i = at + 6;
+                let code = if (0xD800..0xDC00).contains(&hi) {
+                    // A surrogate pair: `\uD83D\uDE80`.
+                    if b.get(i..i + 2)? != b"\\u" {
+                        return None;
+                    }
+                    let lo = hex4(i + 2)?;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return None;
+                    }
+                    i += 6;
+                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                } else {
+                    hi
+                };
+                out.push(char::from_u32(code)?);
+                continue;
+            }
+            _ => return None,
+        };
+        out.push(c);
+        i = at + 2;
+    }
+    out.push_str(&inner[i..]);
+    Some(out)
 }
 
 /// The `log` string without its trailing newline, and whether it lacked one.
@@ -166,6 +280,11 @@ mod tests {
         .unwrap();
         assert_eq!(l.message, "<script> \"q\" tab\there \\n");
         assert!(!l.partial);
+        // An escaped newline written as \u000a ends a line too.
+        let l =
+            parse_docker(br#"{"log":"x\u000a","stream":"stdout","time":"2026-11-20T09:00:01Z"}"#)
+                .unwrap();
+        assert_eq!((l.message.as_ref(), l.partial), ("x", false));
         // A literal backslash-n at the end is not a newline.
         let l = parse_docker(
             br#"{"log":"ends with \\n","stream":"stdout","time":"2026-11-20T09:00:01Z"}"#,
@@ -173,6 +292,29 @@ mod tests {
         .unwrap();
         assert_eq!(l.message, "ends with \\n");
         assert!(l.partial);
+    }
+
+    #[test]
+    fn json_unescaping() {
+        assert_eq!(
+            unescape_json(r#"a\"b\\c\/d\b\f\n\r\t"#).as_deref(),
+            Some("a\"b\\c/d\u{8}\u{c}\n\r\t")
+        );
+        assert_eq!(
+            unescape_json(r"\u003c\u00e9\uD83D\uDE80").as_deref(),
+            Some("<é🚀")
+        );
+        for bad in [
+            r"\x",
+            r"\u12",
+            r"\uD83D",
+            r"\uD83Dx\uDE80",
+            r"\uD83D\u0041",
+            "raw\ttab",
+            "end\\",
+        ] {
+            assert_eq!(unescape_json(bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -214,6 +356,24 @@ mod tests {
         }
 
         #[test]
+        fn fast_path_agrees_with_serde(message in any::<String>(), stderr in any::<bool>(), frac in 0u32..1_000_000_000) {
+            let line = serde_json::json!({
+                "log": message,
+                "stream": if stderr { "stderr" } else { "stdout" },
+                "time": format!("2026-11-20T09:00:01.{frac:09}Z"),
+            });
+            let line = serde_json::to_vec(&line).unwrap();
+            let slow: Raw<'_> = serde_json::from_slice(&line).unwrap();
+            let (slow_message, slow_partial) = decode_log(slow.log.unwrap()).unwrap();
+            if let Some(fast) = fast(&line) {
+                let fast = fast.unwrap();
+                prop_assert_eq!(fast.message, slow_message);
+                prop_assert_eq!(fast.partial, slow_partial);
+                prop_assert_eq!(fast.time, 1_795_165_201_000_000_000 + i64::from(frac));
+            }
+        }
+
+        #[test]
         fn round_trips_any_message(message in any::<String>(), newline in any::<bool>()) {
             prop_assume!(!message.ends_with('\n'));
             let log = if newline { format!("{message}\n") } else { message.clone() };
@@ -223,5 +383,76 @@ mod tests {
             prop_assert_eq!(parsed.message.as_ref(), message.as_str());
             prop_assert_eq!(parsed.partial, !newline);
         }
+    }
+}
+
+#[cfg(test)]
+mod sample_tests {
+    use super::*;
+    use crate::merge::PartialMerger;
+    use crate::testdata;
+
+    #[test]
+    fn json_file_sample_parses_and_merges() {
+        let mut merger = PartialMerger::new(16 * 1024);
+        let mut out = Vec::new();
+        for (i, line) in testdata::lines("docker/json-file.log").iter().enumerate() {
+            let parsed = parse_docker(line).unwrap_or_else(|e| panic!("line {}: {e}", i + 1));
+            if let Some(l) = merger.push(
+                parsed.time,
+                parsed.stream,
+                parsed.partial,
+                parsed.message.as_bytes(),
+            ) {
+                out.push(l.into_container_log());
+            }
+        }
+        // The last line of the sample has no newline: it waits for more, and a flush emits it.
+        assert!(merger.has_pending());
+        out.push(merger.flush().unwrap().into_container_log());
+        assert_eq!(out.len(), 26);
+        assert_eq!(out[0].time, 1_795_165_201_123_456_789);
+        assert_eq!(
+            out[1].message,
+            r#"{"level":"info","msg":"listening","addr":":8080"}"#
+        );
+        assert_eq!(out[3].stream, LogStream::Stderr);
+        assert_eq!(
+            out[4].message,
+            "first part of a long line / second part / last part"
+        );
+        assert_eq!(out[4].time, 1_795_165_202_000_000_000);
+        assert_eq!(out[5].message, "");
+        assert_eq!(
+            out[6].message,
+            "html <b>bold</b> & \"quotes\" and \\backslashes\\"
+        );
+        assert_eq!(
+            out[7].message,
+            "unicode café ✓ 🚀 and control \u{1b}[1mbold\u{1b}[0m"
+        );
+        assert_eq!(out[8].message, "tab\there\r");
+        assert_eq!(out[25].message, "no newline at end of container output");
+    }
+
+    #[test]
+    fn malformed_sample() {
+        let kinds: Vec<&str> = testdata::lines("docker/malformed.log")
+            .iter()
+            .map(|l| parse_docker(l).unwrap_err().kind())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "empty",
+                "invalid_json",
+                "schema",
+                "invalid_stream",
+                "invalid_json",
+                "invalid_time",
+                "invalid_json",
+                "schema"
+            ]
+        );
     }
 }

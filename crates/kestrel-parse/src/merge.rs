@@ -186,7 +186,7 @@ impl PartialMerger {
                 None
             }
             SlotState::Joining => {
-                slot.parts += 1;
+                slot.parts = slot.parts.saturating_add(1);
                 let total = slot.buf.len() + message.len();
                 if total > max {
                     // Take one byte past the limit to see whether the cut splits a character.
@@ -270,8 +270,12 @@ fn emit<'a>(
     truncated: bool,
     parts: u32,
 ) -> MergedLine<'a> {
-    let message = String::from_utf8_lossy(bytes);
-    let invalid_utf8 = matches!(message, Cow::Owned(_));
+    // `from_utf8` validates ASCII a word at a time; `from_utf8_lossy` walks the bytes one by
+    // one, so it is used only for lines that need it.
+    let (message, invalid_utf8) = match std::str::from_utf8(bytes) {
+        Ok(s) => (Cow::Borrowed(s), false),
+        Err(_) => (String::from_utf8_lossy(bytes), true),
+    };
     stats.lines += 1;
     stats.joined_lines += u64::from(parts > 1);
     stats.invalid_utf8_lines += u64::from(invalid_utf8);

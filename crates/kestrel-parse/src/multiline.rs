@@ -32,7 +32,7 @@ pub struct MultilineStats {
     pub dropped_bytes: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Pending {
     record: ContainerLog,
     /// When the last line was added (the caller's clock).
@@ -41,8 +41,9 @@ struct Pending {
     full: bool,
 }
 
-/// Joins lines into records; see the module documentation.
-#[derive(Debug)]
+/// Joins lines into records; see the module documentation. Clone a configured joiner to get
+/// one per file without compiling the pattern again.
+#[derive(Debug, Clone)]
 pub struct MultilineJoiner {
     start: Regex,
     max_bytes: usize,
@@ -300,6 +301,33 @@ mod tests {
         cut.truncated = true;
         j.push(cut, 0);
         assert!(j.flush().unwrap().truncated);
+    }
+
+    proptest::proptest! {
+        /// Every input byte ends up in a record or in `dropped_bytes`; records respect the bound.
+        #[test]
+        fn bytes_are_accounted_for(
+            lines in proptest::collection::vec(("[ a-zé]{0,12}", proptest::bool::ANY), 0..30),
+            max in 1usize..40,
+        ) {
+            let mut j = MultilineJoiner::new(r"^\S", max, 3).unwrap();
+            let mut out = Vec::new();
+            let mut input = 0u64;
+            for (i, (line, stderr)) in lines.iter().enumerate() {
+                input += line.len() as u64;
+                let stream = if *stderr { ERR } else { OUT };
+                out.extend(j.push(log(i as i64, stream, line), i as i64));
+                out.extend(j.flush_expired(i as i64));
+            }
+            while let Some(r) = j.flush() {
+                out.push(r);
+            }
+            let s = j.stats();
+            proptest::prop_assert_eq!(s.records, out.len() as u64);
+            proptest::prop_assert!(out.iter().all(|r| r.message.len() <= max));
+            let kept: u64 = out.iter().map(|r| r.message.len() as u64).sum();
+            proptest::prop_assert_eq!(kept + s.dropped_bytes, input + s.continuation_lines);
+        }
     }
 
     #[test]
