@@ -186,26 +186,11 @@ fn stream_slot(s: LogStream) -> usize {
     }
 }
 
-/// The Kubernetes identity of a log file from its path:
-/// `<root>/<namespace>_<pod>_<uid>/<container>/<n>.log[.<rotation suffix>]`. Namespaces and pod
-/// names are DNS-1123 names, which cannot contain `_`, so the split is unambiguous.
+/// The Kubernetes identity of a log file from its path (`kestrel_parse::parse_pod_log_path`).
 pub fn pod_identity_from_path(path: &Path) -> Option<PodIdentity> {
-    let container = path.parent()?;
-    let pod_dir = container.parent()?;
-    let container = container.file_name()?.to_str()?;
-    let pod_dir = pod_dir.file_name()?.to_str()?;
-    let mut parts = pod_dir.splitn(3, '_');
-    let (namespace, pod, uid) = (parts.next()?, parts.next()?, parts.next()?);
-    if namespace.is_empty() || pod.is_empty() || uid.is_empty() || container.is_empty() {
-        return None;
-    }
-    Some(PodIdentity {
-        namespace: Some(namespace.into()),
-        pod: Some(pod.into()),
-        pod_uid: Some(uid.into()),
-        container: Some(container.into()),
-        ..Default::default()
-    })
+    kestrel_parse::parse_pod_log_path(path.to_str()?)
+        .ok()
+        .map(|p| p.identity())
 }
 
 /// Who is sending: the agent's name, and the node and cluster its records come from.
@@ -452,7 +437,16 @@ impl BatchBuilder {
                     return;
                 }
             }
-            LineKind::Dns | LineKind::Plain => {}
+            LineKind::Dns => {
+                // CoreDNS also prints banners and plugin messages: those stay container logs.
+                if let Ok(Some(query)) =
+                    kestrel_parse::parse_coredns(log.message.as_bytes(), log.time)
+                {
+                    self.batch.dns.push(query);
+                    return;
+                }
+            }
+            LineKind::Plain => {}
         }
         self.batch.container_logs.push(log);
     }
@@ -500,7 +494,7 @@ mod tests {
         assert_eq!(id.container.as_deref(), Some("nginx"));
         assert!(pod_identity_from_path(Path::new("/var/log/pods/bad/nginx/0.log")).is_none());
         let rotated = pod_identity_from_path(Path::new(
-            "/var/log/pods/kube-system_coredns-1_u/coredns/0.log.20261120-090001",
+            "/var/log/pods/kube-system_coredns-1_1f2e3d4c-aaaa-bbbb-cccc-123456789abc/coredns/0.log.20261120-090001",
         ))
         .unwrap();
         assert_eq!(rotated.container.as_deref(), Some("coredns"));

@@ -194,7 +194,10 @@ impl Shipper {
 
     /// Delivered batches waiting for their checkpoint to reach the disk.
     pub fn retiring(&self) -> usize {
-        self.retiring.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.retiring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// Batches handed out for sending and not yet delivered or refused.

@@ -152,7 +152,8 @@ fn ingress_batch(id: &str, origin: &BatchOrigin, rows: &[IngressAccess]) -> Reco
         upstream_bytes,
         upstream_time,
         upstream_status,
-        request_id
+        request_id,
+        fields
     );
     c.finish()
 }
