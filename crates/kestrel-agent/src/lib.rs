@@ -15,6 +15,7 @@
 //! - [`config`]: the YAML configuration.
 //! - [`metrics`]: `/metrics` and `/healthz`.
 
+pub mod bench;
 pub mod buffer;
 pub mod config;
 pub mod metrics;

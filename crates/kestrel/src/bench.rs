@@ -62,6 +62,9 @@ fn report(stage: &Stage, events: usize, bytes: usize) {
 }
 
 pub async fn run(args: BenchArgs) -> Result<()> {
+    if let Some(crate::cli::BenchTarget::Agent(a)) = args.target {
+        return crate::bench_agent::run(a).await;
+    }
     let n = args.events;
     println!("generating {n} audit events of ordinary cluster traffic ...");
     let start = chrono::Utc::now() - chrono::Duration::hours(2);

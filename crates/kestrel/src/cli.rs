@@ -116,7 +116,11 @@ pub enum TokenAction {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// What to measure; without a subcommand, the server's audit ingest, rules and queries.
+    #[command(subcommand)]
+    pub target: Option<BenchTarget>,
     /// Number of generated audit events.
     #[arg(long, default_value_t = 1_000_000)]
     pub events: usize,
@@ -124,6 +128,28 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
     /// Directory for the benchmark's store (a temporary one by default).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchTarget {
+    /// The node agent: tail, join, enrich, batch and send generated CRI logs of 283-byte lines.
+    Agent(AgentBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentBenchArgs {
+    /// Megabytes of generated pod log for the throughput runs.
+    #[arg(long, default_value_t = 512)]
+    pub megabytes: u64,
+    /// Rate of the follow run, in MB/s.
+    #[arg(long, default_value_t = 10)]
+    pub follow_rate: u64,
+    /// Length of the follow run, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub follow_seconds: u64,
+    /// Working directory (a temporary one by default).
     #[arg(long)]
     pub dir: Option<PathBuf>,
 }

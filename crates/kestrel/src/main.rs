@@ -4,6 +4,8 @@
 mod agent;
 #[cfg(feature = "server")]
 mod bench;
+#[cfg(feature = "server")]
+mod bench_agent;
 mod cli;
 mod client;
 #[cfg(feature = "server")]

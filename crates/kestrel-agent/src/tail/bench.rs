@@ -107,7 +107,7 @@ pub fn run(dir: &Path, total_bytes: u64) -> Result<BenchReport, TailError> {
 
 /// User + system CPU time of this process, from `/proc/self/stat` (in clock ticks of 1/100 s,
 /// the value of `USER_HZ` on Linux).
-fn process_cpu() -> Option<Duration> {
+pub(crate) fn process_cpu() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name (which is in parentheses and may hold spaces).
     let rest = &stat[stat.rfind(')')? + 2..];
