@@ -201,9 +201,22 @@ pub struct AgentIdentity {
     pub cluster: Option<String>,
 }
 
-/// Turns the chunks of one pod log input into batches.
+/// How the lines of an input's files are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineFormat {
+    /// Container runtime lines (CRI or docker json-file), under kubelet's pod log layout.
+    Container,
+    /// Kubernetes audit events, one JSON object per line; redacted on the node.
+    Audit,
+    /// Syslog kern.log lines; netfilter packet lines become `netflow` records, others are
+    /// skipped. The offset is the zone of traditional syslog stamps, in seconds east of UTC.
+    KernLog { utc_offset_secs: i32 },
+}
+
+/// Turns the chunks of one file input into batches.
 pub struct PodLogPipeline {
     identity: AgentIdentity,
+    format: LineFormat,
     input: PodLogsInput,
     input_name: String,
     files: HashMap<FileKey, FileState>,
@@ -223,6 +236,7 @@ impl PodLogPipeline {
     ) -> Self {
         PodLogPipeline {
             identity,
+            format: LineFormat::Container,
             input,
             input_name,
             files: HashMap::new(),
@@ -232,10 +246,21 @@ impl PodLogPipeline {
         }
     }
 
+    /// Reads the input's lines in `format` instead of as container logs.
+    pub fn with_format(mut self, format: LineFormat) -> Self {
+        self.format = format;
+        self
+    }
+
     fn file_state(&mut self, key: FileKey, path: &Path) -> &mut FileState {
         let input = &self.input;
+        let is_container = self.format == LineFormat::Container;
         self.files.entry(key).or_insert_with(|| {
-            let pod = pod_identity_from_path(path);
+            let pod = if is_container {
+                pod_identity_from_path(path)
+            } else {
+                None
+            };
             let (ns, name, container) = pod
                 .as_ref()
                 .map(|p| {
@@ -288,6 +313,7 @@ impl PodLogPipeline {
             pod: None,
         };
         let metrics = Arc::clone(&self.metrics);
+        let format = self.format;
         let path_text = chunk.path.display().to_string();
         let state = self.file_state(chunk.file, &chunk.path);
         let mut out = Vec::new();
@@ -318,6 +344,17 @@ impl PodLogPipeline {
             let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
             if bytes.is_empty() {
                 continue;
+            }
+            match format {
+                LineFormat::Container => {}
+                LineFormat::Audit => {
+                    builder.audit_line(bytes, &path_text, line.start, &metrics);
+                    continue;
+                }
+                LineFormat::KernLog { utc_offset_secs } => {
+                    builder.kern_log_line(bytes, utc_offset_secs, &path_text, line.start, &metrics);
+                    continue;
+                }
             }
             let parsed = if bytes[0] == b'{' {
                 parse_docker(bytes)
@@ -425,6 +462,85 @@ impl BatchBuilder {
 
     fn dead_letter(&mut self, d: DeadLetter) {
         self.batch.dead_letters.push(d);
+    }
+
+    fn reject(
+        &mut self,
+        source: &str,
+        kind: &str,
+        reason: String,
+        location: String,
+        bytes: &[u8],
+        metrics: &AgentMetrics,
+    ) {
+        metrics.parse_errors.inc();
+        let cut = &bytes[..bytes.len().min(64 * 1024)];
+        self.dead_letter(DeadLetter {
+            time: kestrel_event::time::now_nanos(),
+            source: source.into(),
+            kind: kind.into(),
+            reason,
+            location: Some(location),
+            size_bytes: bytes.len() as i64,
+            // Audit lines may hold secrets even when they do not parse.
+            payload: kestrel_parse::redact_lexical(&String::from_utf8_lossy(cut)),
+        });
+    }
+
+    /// An audit log line: redacted here, before it is buffered or sent; the server parses it.
+    fn audit_line(&mut self, bytes: &[u8], path: &str, offset: u64, metrics: &AgentMetrics) {
+        match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(mut event) if event.is_object() => {
+                kestrel_parse::redact_value(&mut event);
+                self.batch.audit.push(event.to_string());
+            }
+            Ok(_) => self.reject(
+                "audit_file",
+                "schema",
+                "an audit log line must be a JSON object".into(),
+                format!("{path}:{offset}"),
+                bytes,
+                metrics,
+            ),
+            Err(e) => self.reject(
+                "audit_file",
+                "invalid_json",
+                format!("not JSON: {e}"),
+                format!("{path}:{offset}"),
+                bytes,
+                metrics,
+            ),
+        }
+    }
+
+    /// A kern.log line: netfilter packet lines become `netflow` records; other kernel messages
+    /// are not security records here and are skipped.
+    fn kern_log_line(
+        &mut self,
+        bytes: &[u8],
+        utc_offset_secs: i32,
+        path: &str,
+        offset: u64,
+        metrics: &AgentMetrics,
+    ) {
+        let now = kestrel_event::time::now_nanos();
+        let parsed = kestrel_parse::parse_kern_log(bytes, now, utc_offset_secs).and_then(|l| {
+            l.map(|l| kestrel_parse::parse_packet(&l.text, l.time))
+                .transpose()
+                .map(Option::flatten)
+        });
+        match parsed {
+            Ok(Some(packet)) => self.batch.netflow.push(packet),
+            Ok(None) => {}
+            Err(e) => self.reject(
+                "kern_log",
+                "invalid_line",
+                e.to_string(),
+                format!("{path}:{offset}"),
+                bytes,
+                metrics,
+            ),
+        }
     }
 
     fn line(&mut self, kind: LineKind, log: kestrel_event::ContainerLog) {
