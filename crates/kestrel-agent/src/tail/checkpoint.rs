@@ -98,6 +98,28 @@ impl Ledger {
         self.dirty = true;
     }
 
+    /// Continues tracking of `key` at `offset`: keeps the chunks in flight if reading goes on
+    /// right where they end (a copy taking over a truncated file's key), else as [`Ledger::start`].
+    pub fn resume(
+        &mut self,
+        key: FileKey,
+        fp: Fingerprint,
+        offset: u64,
+        tail_hash: u64,
+        path: &Path,
+    ) {
+        if let Some(entry) = self.files.get_mut(&key) {
+            let next = entry.pending.back().map_or(entry.checkpoint, |p| p.end);
+            if next == offset && entry.fingerprint_len == fp.len {
+                entry.path = path.to_string_lossy().into_owned();
+                entry.last_seen = unix_now();
+                self.dirty = true;
+                return;
+            }
+        }
+        self.start(key, fp, offset, tail_hash, path);
+    }
+
     /// Records a chunk `[start, end)` about to be sent; `tail_hash` is the hash of the bytes
     /// before `end`.
     pub fn register(&mut self, key: FileKey, start: u64, end: u64, tail_hash: u64) {
