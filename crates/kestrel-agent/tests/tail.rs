@@ -17,10 +17,15 @@ use kestrel_agent::tail::{
     AckHandle, Chunk, ChunkReceiver, FileKey, RecvError, TailConfig, TailMetrics, Tailer,
 };
 
-const DEADLINE: Duration = Duration::from_secs(120);
+const DEADLINE: Duration = Duration::from_secs(20);
 
-/// A configuration for tests: quick polls, scans and rotation waits.
+/// A configuration for tests: quick polls, scans and rotation waits. Also sends the tailer's
+/// logs to the test output (`RUST_LOG=kestrel_agent=debug` to see them).
 fn config(patterns: &[String]) -> TailConfig {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let mut c = TailConfig::new(patterns.iter().cloned());
     c.scan_interval = Duration::from_millis(200);
     c.poll_interval = Duration::from_millis(20);
@@ -135,18 +140,23 @@ fn append(path: &Path, text: &str) {
 /// A writer appending numbered lines to `dir/app.log` as fast as it can and renaming the file
 /// every 100 ms, like kubelet's rotation. With `delete_when_seen`, a rotated file is deleted as
 /// soon as the consumer has received bytes of it (so the tailer holds it open), whether or not
-/// it is read to its end. Returns the number of lines written.
+/// it is read to its end: the consumer notes (inode, first line number) of each chunk, since an
+/// inode alone may be reused by a later file. Returns the number of lines written.
 fn rotating_writer(
     dir: PathBuf,
     rotations: u32,
-    delete_when_seen: Option<Arc<Mutex<HashSet<u64>>>>,
+    delete_when_seen: Option<Arc<Mutex<HashSet<(u64, u64)>>>>,
 ) -> u64 {
     let live = dir.join("app.log");
     let mut n = 0u64;
-    let mut rotated: Vec<(PathBuf, u64)> = Vec::new();
+    let mut rotated: Vec<(PathBuf, u64, u64, u64)> = Vec::new();
+    let was_seen = |seen: &HashSet<(u64, u64)>, ino: u64, first: u64, last: u64| {
+        seen.iter().any(|&(i, n)| i == ino && (first..last).contains(&n))
+    };
     for r in 0..=rotations {
         let file = File::create(&live).unwrap();
         let ino = file.metadata().unwrap().ino();
+        let first = n;
         let mut out = std::io::BufWriter::with_capacity(8192, file);
         // Up to 20,000 lines per file (200,000 lines/s), and at least 50.
         let until = Instant::now() + Duration::from_millis(100);
@@ -165,12 +175,12 @@ fn rotating_writer(
         if r < rotations {
             let to = dir.join(format!("app.log.{r:04}"));
             fs::rename(&live, &to).unwrap();
-            rotated.push((to, ino));
+            rotated.push((to, ino, first, n));
         }
         if let Some(seen) = &delete_when_seen {
             let seen = seen.lock().unwrap();
-            rotated.retain(|(path, ino)| {
-                if seen.contains(ino) {
+            rotated.retain(|(path, ino, first, last)| {
+                if was_seen(&seen, *ino, *first, *last) {
                     fs::remove_file(path).unwrap();
                     false
                 } else {
@@ -184,8 +194,8 @@ fn rotating_writer(
         let deadline = Instant::now() + DEADLINE;
         while !rotated.is_empty() && Instant::now() < deadline {
             let seen_now = seen.lock().unwrap().clone();
-            rotated.retain(|(path, ino)| {
-                if seen_now.contains(ino) {
+            rotated.retain(|(path, ino, first, last)| {
+                if was_seen(&seen_now, *ino, *first, *last) {
                     fs::remove_file(path).unwrap();
                     false
                 } else {
@@ -217,7 +227,11 @@ fn rotation_storm(delete: bool) {
     let mut received = Received::default();
     receive_until(&rx, Some(&ack), &mut received, |r| {
         if let Some(chunk) = r.chunks.last() {
-            seen_inodes.lock().unwrap().insert(chunk.file.ino);
+            if let Some(line) = chunk.lines().next() {
+                let text = std::str::from_utf8(line.bytes).unwrap();
+                let n: u64 = text[5..].split(' ').next().unwrap().parse().unwrap();
+                seen_inodes.lock().unwrap().insert((chunk.file.ino, n));
+            }
         }
         r.total_lines() as u64 >= written.load(Ordering::SeqCst)
     });
@@ -225,11 +239,12 @@ fn rotation_storm(delete: bool) {
     assert_numbered_exactly_once(&received, "line", written.load(Ordering::SeqCst));
     let m = tailer.metrics();
     assert_eq!(get(&m.bytes_lost), 0);
-    assert!(get(&m.rotations) >= 1, "renames were seen");
     assert!(received.lines.len() >= 2, "several files were read");
     if delete {
-        // Deleted files are finished once read to their end.
-        receive_until(&rx, Some(&ack), &mut received, |r| r.finished.len() >= 10);
+        // Every rotated file was deleted, and is finished once read to its end.
+        receive_until(&rx, Some(&ack), &mut received, |r| r.finished.len() >= 20);
+    } else {
+        assert!(get(&m.rotations) >= 1, "renames were seen");
     }
     tailer.shutdown().unwrap();
 }

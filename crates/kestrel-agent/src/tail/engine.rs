@@ -792,6 +792,9 @@ impl Engine {
                         TailMetrics::add(&self.metrics.truncations, 1);
                         // Hands the twin's key to this file if it holds the bytes read so far.
                         self.restart_content(twin, true);
+                        if self.files[&id].identity.is_some() {
+                            TailMetrics::add(&self.metrics.copies_recognised, 1);
+                        }
                         return false;
                     }
                     CopyCheck::Undecided if f.first_seen.elapsed() < self.config.rotate_wait => {
