@@ -17,7 +17,7 @@ use kestrel_agent::tail::{
     AckHandle, Chunk, ChunkReceiver, FileKey, RecvError, TailConfig, TailMetrics, Tailer,
 };
 
-const DEADLINE: Duration = Duration::from_secs(20);
+const DEADLINE: Duration = Duration::from_secs(120);
 
 /// A configuration for tests: quick polls, scans and rotation waits. Also sends the tailer's
 /// logs to the test output (`RUST_LOG=kestrel_agent=debug` to see them).
@@ -137,6 +137,9 @@ fn append(path: &Path, text: &str) {
         .unwrap();
 }
 
+/// (inode, first line number) of each chunk received.
+type SeenLines = Arc<Mutex<HashSet<(u64, u64)>>>;
+
 /// A writer appending numbered lines to `dir/app.log` as fast as it can and renaming the file
 /// every 100 ms, like kubelet's rotation. With `delete_when_seen`, a rotated file is deleted as
 /// soon as the consumer has received bytes of it (so the tailer holds it open), whether or not
@@ -145,13 +148,14 @@ fn append(path: &Path, text: &str) {
 fn rotating_writer(
     dir: PathBuf,
     rotations: u32,
-    delete_when_seen: Option<Arc<Mutex<HashSet<(u64, u64)>>>>,
+    delete_when_seen: Option<SeenLines>,
 ) -> u64 {
     let live = dir.join("app.log");
     let mut n = 0u64;
     let mut rotated: Vec<(PathBuf, u64, u64, u64)> = Vec::new();
     let was_seen = |seen: &HashSet<(u64, u64)>, ino: u64, first: u64, last: u64| {
-        seen.iter().any(|&(i, n)| i == ino && (first..last).contains(&n))
+        seen.iter()
+            .any(|&(i, n)| i == ino && (first..last).contains(&n))
     };
     for r in 0..=rotations {
         let file = File::create(&live).unwrap();

@@ -66,6 +66,8 @@ pub enum AckOutcome {
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
     files: HashMap<FileKey, FileAcks>,
+    /// Keys by fingerprint hash, to find the file a copy continues.
+    by_fingerprint: HashMap<u64, Vec<FileKey>>,
     /// Something changed since the last snapshot.
     dirty: bool,
 }
@@ -81,6 +83,12 @@ impl Ledger {
         tail_hash: u64,
         path: &Path,
     ) {
+        if !self.files.contains_key(&key) {
+            self.by_fingerprint
+                .entry(key.fingerprint)
+                .or_default()
+                .push(key);
+        }
         let entry = self.files.entry(key).or_insert_with(|| FileAcks {
             checkpoint: offset,
             tail_hash,
@@ -184,17 +192,32 @@ impl Ledger {
         self.files.get(key)
     }
 
-    /// Every file's key and state.
-    pub fn iter(&self) -> impl Iterator<Item = (&FileKey, &FileAcks)> {
-        self.files.iter()
+    /// The files whose fingerprint hash is `hash`, with their state.
+    pub fn with_fingerprint(&self, hash: u64) -> impl Iterator<Item = (&FileKey, &FileAcks)> {
+        self.by_fingerprint
+            .get(&hash)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.files.get_key_value(k))
     }
 
     /// Forgets files not seen for `grace` that have nothing in flight; returns how many.
     pub fn forget_unseen(&mut self, grace: Duration) -> usize {
         let cutoff = unix_now().saturating_sub(grace.as_secs());
         let before = self.files.len();
-        self.files
-            .retain(|_, f| f.last_seen >= cutoff || !f.pending.is_empty());
+        let by_fingerprint = &mut self.by_fingerprint;
+        self.files.retain(|key, f| {
+            let keep = f.last_seen >= cutoff || !f.pending.is_empty();
+            if !keep {
+                if let Some(keys) = by_fingerprint.get_mut(&key.fingerprint) {
+                    keys.retain(|k| k != key);
+                    if keys.is_empty() {
+                        by_fingerprint.remove(&key.fingerprint);
+                    }
+                }
+            }
+            keep
+        });
         let forgotten = before - self.files.len();
         if forgotten > 0 {
             self.dirty = true;
@@ -246,6 +269,11 @@ impl Ledger {
                 tracing::warn!(key = %s.key, "skipping an unreadable checkpoint entry");
                 continue;
             };
+            ledger
+                .by_fingerprint
+                .entry(key.fingerprint)
+                .or_default()
+                .push(key);
             ledger.files.insert(
                 key,
                 FileAcks {

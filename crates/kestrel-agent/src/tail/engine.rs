@@ -5,7 +5,7 @@
 //! turn. Between turns the thread takes in inotify changes, runs the periodic scan, and polls
 //! open files for growth, deletion, idleness and the end of rotated files.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{self, File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -115,7 +115,12 @@ pub(crate) struct Engine {
     ready: VecDeque<FileId>,
     /// Files waiting for a free handle.
     starved: Vec<FileId>,
-    open_count: usize,
+    /// Files with an open handle.
+    open: HashSet<FileId>,
+    /// Identified files by key.
+    by_key: HashMap<FileKey, FileId>,
+    /// Identified files by fingerprint hash, to find what a new file may be a copy of.
+    by_fingerprint: HashMap<u64, Vec<FileId>>,
     scan_gen: u64,
     empty_tail_hash: u64,
     /// Keys of files whose content restarted with no copy found yet: where reading stopped
@@ -167,7 +172,9 @@ impl Engine {
             next_id: 0,
             ready: VecDeque::new(),
             starved: Vec::new(),
-            open_count: 0,
+            open: HashSet::new(),
+            by_key: HashMap::new(),
+            by_fingerprint: HashMap::new(),
             scan_gen: 0,
             empty_tail_hash: tail_hash_in(&[], 0, 0).expect("empty tail"),
             retired: HashMap::new(),
@@ -430,7 +437,7 @@ impl Engine {
         m.files_tracked
             .store(self.files.len() as u64, Ordering::Relaxed);
         m.files_open
-            .store(self.open_count as u64, Ordering::Relaxed);
+            .store(self.open.len() as u64, Ordering::Relaxed);
     }
 
     /// One turn of a file: at most one chunk.
@@ -614,7 +621,7 @@ impl Engine {
 
     /// Opens a tracked file by its path; false if it cannot be opened now.
     fn open(&mut self, id: FileId) -> bool {
-        if self.open_count >= self.config.max_open_files && !self.evict() {
+        if self.open.len() >= self.config.max_open_files && !self.evict() {
             self.starved.push(id);
             return false;
         }
@@ -646,7 +653,7 @@ impl Engine {
             }
         }
         f.handle = Some(file);
-        self.open_count += 1;
+        self.open.insert(id);
         true
     }
 
@@ -666,8 +673,9 @@ impl Engine {
     /// Closes the handle of the least recently active file that is read to its end.
     fn evict(&mut self) -> bool {
         let victim = self
-            .files
+            .open
             .iter()
+            .map(|id| (id, &self.files[id]))
             .filter(|(_, f)| {
                 f.handle.is_some()
                     && !f.detached
@@ -688,14 +696,14 @@ impl Engine {
 
     fn close(&mut self, id: FileId) {
         if let Some(f) = self.files.get_mut(&id) {
-            if f.handle.take().is_some() {
-                self.open_count -= 1;
-            }
+            f.handle = None;
         }
+        self.open.remove(&id);
     }
 
     fn remove(&mut self, id: FileId) {
         self.close(id);
+        self.set_identity(id, None);
         if let Some(f) = self.files.remove(&id) {
             if self.by_inode.get(&(f.dev, f.ino)) == Some(&id) {
                 self.by_inode.remove(&(f.dev, f.ino));
@@ -703,6 +711,31 @@ impl Engine {
             if self.by_path.get(&*f.path) == Some(&id) {
                 self.by_path.remove(&*f.path);
             }
+        }
+    }
+
+    /// Sets or clears a file's identity, keeping the indexes right.
+    fn set_identity(&mut self, id: FileId, identity: Option<(FileKey, Fingerprint)>) {
+        let Some(f) = self.files.get_mut(&id) else {
+            return;
+        };
+        if let Some((old, _)) = std::mem::replace(&mut f.identity, identity) {
+            if self.by_key.get(&old) == Some(&id) {
+                self.by_key.remove(&old);
+            }
+            if let Some(ids) = self.by_fingerprint.get_mut(&old.fingerprint) {
+                ids.retain(|&o| o != id);
+                if ids.is_empty() {
+                    self.by_fingerprint.remove(&old.fingerprint);
+                }
+            }
+        }
+        if let Some((key, _)) = identity {
+            self.by_key.insert(key, id);
+            self.by_fingerprint
+                .entry(key.fingerprint)
+                .or_default()
+                .push(id);
         }
     }
 
@@ -742,11 +775,7 @@ impl Engine {
             ino: f.ino,
             fingerprint: fp.hash,
         };
-        while self
-            .files
-            .iter()
-            .any(|(&o, t)| o != id && t.identity.map(|(k, _)| k) == Some(key))
-        {
+        while self.by_key.get(&key).is_some_and(|&o| o != id) {
             // Only after a copytruncate whose copy took over this inode's old key while the
             // new content starts with the same line.
             tracing::warn!(path = %f.path.display(), "file key in use by a copy; deriving another");
@@ -836,7 +865,8 @@ impl Engine {
             1,
         );
         tracing::debug!(path = %f.path.display(), key = %key, offset = start.0, "tailing file");
-        f.identity = Some((key, fp));
+        self.set_identity(id, Some((key, fp)));
+        let f = self.files.get_mut(&id).expect("tracked");
         f.read_pos = start.0;
         f.read_tail_hash = start.1;
         f.fresh = false;
@@ -849,7 +879,8 @@ impl Engine {
         let f = self.files.get(&id).expect("tracked");
         let handle = f.handle.as_ref().expect("opened");
         let mut result = CopyCheck::NotCopy;
-        for (&other, t) in &self.files {
+        let twins = self.by_fingerprint.get(&fp.hash).into_iter().flatten();
+        for (&other, t) in twins.map(|o| (o, &self.files[o])) {
             let Some((twin_key, twin_fp)) = t.identity else {
                 continue;
             };
@@ -914,7 +945,7 @@ impl Engine {
             .ledger
             .lock()
             .unwrap()
-            .iter()
+            .with_fingerprint(fp.hash)
             .filter(|(k, e)| {
                 k.dev == f.dev
                     && k.ino != f.ino
@@ -928,11 +959,7 @@ impl Engine {
         let mut candidates: Vec<_> = retired.collect();
         candidates.extend(saved);
         candidates.into_iter().find(|(k, offset, hash)| {
-            !self
-                .files
-                .values()
-                .any(|t| t.identity.map(|(tk, _)| tk) == Some(*k))
-                && tail_hash(handle, *offset).ok().flatten() == Some(*hash)
+            !self.by_key.contains_key(k) && tail_hash(handle, *offset).ok().flatten() == Some(*hash)
         })
     }
 
@@ -994,7 +1021,8 @@ impl Engine {
         if let Some(Ok(m)) = f.handle.as_ref().map(File::metadata) {
             f.size = m.len();
         }
-        f.identity = None;
+        self.set_identity(id, None);
+        let f = self.files.get_mut(&id).expect("tracked");
         f.read_pos = 0;
         f.read_tail_hash = self.empty_tail_hash;
         f.long_line = None;
@@ -1019,14 +1047,15 @@ impl Engine {
             return None;
         }
         tracing::info!(path = %s.path.display(), offset = read_pos, "truncated file continues in its copy");
-        s.identity = identity;
+        self.set_identity(sid, identity);
+        let s = self.files.get_mut(&sid).expect("tracked");
         s.read_pos = read_pos;
         s.read_tail_hash = read_tail_hash;
         s.size = size;
         s.max_size_seen = size.max(read_pos);
         s.last_change = Instant::now();
         s.handle = Some(file);
-        self.open_count += 1;
+        self.open.insert(sid);
         self.enqueue(sid);
         Some(max_seen.saturating_sub(size.max(read_pos)))
     }
