@@ -145,11 +145,7 @@ type SeenLines = Arc<Mutex<HashSet<(u64, u64)>>>;
 /// soon as the consumer has received bytes of it (so the tailer holds it open), whether or not
 /// it is read to its end: the consumer notes (inode, first line number) of each chunk, since an
 /// inode alone may be reused by a later file. Returns the number of lines written.
-fn rotating_writer(
-    dir: PathBuf,
-    rotations: u32,
-    delete_when_seen: Option<SeenLines>,
-) -> u64 {
+fn rotating_writer(dir: PathBuf, rotations: u32, delete_when_seen: Option<SeenLines>) -> u64 {
     let live = dir.join("app.log");
     let mut n = 0u64;
     let mut rotated: Vec<(PathBuf, u64, u64, u64)> = Vec::new();
@@ -638,5 +634,32 @@ fn checkpoint_not_matching_the_file_means_reading_from_zero() {
     receive_until(&rx, None, &mut second, |r| r.total_lines() >= 201);
     assert_eq!(second.chunks[0].start, 0);
     assert_eq!(get(&tailer.metrics().checkpoints_mismatched), 1);
+    tailer.shutdown().unwrap();
+}
+
+#[test]
+fn empty_files_do_not_hold_every_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    for i in 0..20 {
+        File::create(dir.path().join(format!("empty-{i:02}.log"))).unwrap();
+    }
+    let mut c = config(&[pattern(dir.path(), "*.log")]);
+    c.max_open_files = 4;
+    let (tailer, rx) = Tailer::start(c, data.path().join("cp.json")).unwrap();
+    let m = tailer.metrics();
+    let deadline = Instant::now() + DEADLINE;
+    while get(&m.files_tracked) < 20 {
+        assert!(Instant::now() < deadline, "files never tracked");
+        std::thread::yield_now();
+    }
+    // Every handle may be taken by an empty file now; a file with lines still gets read.
+    fs::write(dir.path().join("zz-data.log"), numbered_lines(0, 10)).unwrap();
+    let mut received = Received::default();
+    receive_until(&rx, Some(&tailer.ack_handle()), &mut received, |r| {
+        r.total_lines() >= 10
+    });
+    assert_numbered_exactly_once(&received, "line", 10);
+    assert!(get(&m.files_open) <= 4);
     tailer.shutdown().unwrap();
 }

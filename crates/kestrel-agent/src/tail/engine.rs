@@ -407,11 +407,19 @@ impl Engine {
                     Err(_) => to_queue.push(id),
                 }
                 let idle = now.duration_since(f.last_change);
-                let fully_read = f.long_line.is_none() && f.read_pos == f.size;
-                if f.identity.is_none() || (f.detached && idle >= self.config.rotate_wait) {
-                    to_queue.push(id);
-                } else if !f.detached && fully_read && idle >= self.config.idle_close {
+                // Nothing read and nothing to lose by closing: no identity yet (an empty
+                // file, or a first line still being written), or read to the end.
+                let closable =
+                    f.long_line.is_none() && (f.identity.is_none() || f.read_pos == f.size);
+                if f.detached {
+                    if idle >= self.config.rotate_wait {
+                        to_queue.push(id);
+                    }
+                } else if closable && idle >= self.config.idle_close {
                     to_close.push(id);
+                } else if f.identity.is_none() && f.size > 0 {
+                    // Waiting for the first line, or to tell whether it is a copy.
+                    to_queue.push(id);
                 }
             }
             if let Some((key, _)) = f.identity {
@@ -679,9 +687,8 @@ impl Engine {
             .filter(|(_, f)| {
                 f.handle.is_some()
                     && !f.detached
-                    && f.identity.is_some()
                     && f.long_line.is_none()
-                    && f.read_pos == f.size
+                    && (f.identity.is_none() || f.read_pos == f.size)
             })
             .min_by_key(|(_, f)| f.last_change)
             .map(|(&id, _)| id);
