@@ -258,9 +258,11 @@ impl Ledger {
         }
     }
 
-    /// A ledger holding the saved checkpoints.
+    /// A ledger holding the saved checkpoints. They count as seen now: the grace period before
+    /// a gone file is forgotten runs from the start, not from before a long downtime.
     pub fn from_saved(saved: &CheckpointFile) -> Ledger {
         let mut ledger = Ledger::default();
+        let now = unix_now();
         for s in &saved.files {
             let (Ok(key), Ok(tail_hash)) = (
                 s.key.parse::<FileKey>(),
@@ -281,7 +283,7 @@ impl Ledger {
                     tail_hash,
                     fingerprint_len: s.fingerprint_len,
                     path: s.path.clone(),
-                    last_seen: s.last_seen,
+                    last_seen: now.max(s.last_seen),
                     pending: VecDeque::new(),
                 },
             );
@@ -309,6 +311,12 @@ impl AckHandle {
             AckOutcome::Unknown => self.metrics.acks_unknown.fetch_add(1, Ordering::Relaxed),
         };
         outcome
+    }
+
+    /// Acknowledges a received chunk once its bytes are durable; a chunk without data (a
+    /// `finished` marker) is skipped, as it must be.
+    pub fn ack_chunk(&self, chunk: &super::Chunk) -> Option<AckOutcome> {
+        chunk.needs_ack().then(|| self.ack(chunk.file, chunk.end))
     }
 
     /// The acknowledged offset of `file`, if the tailer knows it.
@@ -470,6 +478,17 @@ mod tests {
     }
 
     #[test]
+    fn saved_checkpoints_are_not_forgotten_for_the_downtime() {
+        let mut l = ledger_with_chunks(&[10]);
+        l.ack(KEY, 10);
+        let mut saved = l.snapshot();
+        saved.files[0].last_seen = 0; // saved long ago
+        let mut back = Ledger::from_saved(&saved);
+        assert_eq!(back.forget_unseen(Duration::from_secs(60)), 0);
+        assert_eq!(back.with_fingerprint(KEY.fingerprint).count(), 1);
+    }
+
+    #[test]
     fn forgetting_keeps_files_with_chunks_in_flight() {
         let mut l = ledger_with_chunks(&[10]);
         l.files.get_mut(&KEY).unwrap().last_seen = 0;
@@ -477,6 +496,7 @@ mod tests {
         l.ack(KEY, 10);
         assert_eq!(l.forget_unseen(Duration::from_secs(60)), 1);
         assert!(l.get(&KEY).is_none());
+        assert_eq!(l.with_fingerprint(KEY.fingerprint).count(), 0);
     }
 
     proptest! {

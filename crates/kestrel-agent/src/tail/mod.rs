@@ -139,7 +139,8 @@ pub struct Chunk {
     pub appended_newline: bool,
     /// The file is renamed away or deleted and read to its end: no more chunks will come for
     /// it. A finished chunk may have no data (`start == end`); such a chunk needs no ack and
-    /// must not be acknowledged (see [`Chunk::needs_ack`]).
+    /// must not be acknowledged: its `end` is the previous chunk's (see [`Chunk::needs_ack`] and
+    /// [`AckHandle::ack_chunk`]).
     pub finished: bool,
 }
 
