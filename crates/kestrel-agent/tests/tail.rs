@@ -86,9 +86,7 @@ fn receive_until(
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(chunk) => {
                 if let Some(ack) = ack {
-                    if chunk.needs_ack() {
-                        ack.ack(chunk.file, chunk.end);
-                    }
+                    ack.ack_chunk(&chunk);
                 }
                 received.add(chunk);
             }
@@ -424,7 +422,7 @@ fn deleted_file_with_an_incomplete_line_is_read_to_the_end() {
         .chunks
         .iter()
         .rev()
-        .find(|c| c.needs_ack())
+        .find(|c| !c.data.is_empty())
         .unwrap();
     assert!(last.appended_newline);
     assert_eq!(
@@ -432,6 +430,8 @@ fn deleted_file_with_an_incomplete_line_is_read_to_the_end() {
         "the range covers the file's bytes, not the added newline"
     );
     assert_eq!(get(&tailer.metrics().files_finished), 1);
+    // Every chunk, the empty finished one included, was acknowledged: nothing is in flight.
+    assert_eq!(ack.checkpoint(last.file), Some(26));
     tailer.shutdown().unwrap();
 }
 

@@ -128,8 +128,8 @@ impl Ledger {
         self.start(key, fp, offset, tail_hash, path);
     }
 
-    /// Records a chunk `[start, end)` about to be sent; `tail_hash` is the hash of the bytes
-    /// before `end`.
+    /// Records a chunk `[start, end)` about to be sent (`start == end` for an empty `finished`
+    /// chunk); `tail_hash` is the hash of the bytes before `end`.
     pub fn register(&mut self, key: FileKey, start: u64, end: u64, tail_hash: u64) {
         let Some(entry) = self.files.get_mut(&key) else {
             debug_assert!(false, "chunk of an unstarted file {key}");
@@ -154,18 +154,25 @@ impl Ledger {
         let Some(entry) = self.files.get_mut(&key) else {
             return AckOutcome::Unknown;
         };
-        if end <= entry.checkpoint {
+        if end < entry.checkpoint {
             return AckOutcome::Duplicate;
         }
-        let i = entry.pending.partition_point(|p| p.end < end);
-        match entry.pending.get_mut(i) {
-            Some(p) if p.end == end => {
-                if p.acked {
-                    return AckOutcome::Duplicate;
-                }
-                p.acked = true;
-            }
-            _ => return AckOutcome::Unknown,
+        // Several chunks may end at the same offset (an empty `finished` chunk after the last
+        // data chunk). Each needs its own ack; marking the last unacknowledged one first means
+        // the checkpoint passes that offset only once all of them are acknowledged, whatever
+        // the order of their acks.
+        let lo = entry.pending.partition_point(|p| p.end < end);
+        let hi = entry.pending.partition_point(|p| p.end <= end);
+        if lo == hi {
+            return if end == entry.checkpoint {
+                AckOutcome::Duplicate
+            } else {
+                AckOutcome::Unknown
+            };
+        }
+        match (lo..hi).rev().find(|&i| !entry.pending[i].acked) {
+            Some(i) => entry.pending[i].acked = true,
+            None => return AckOutcome::Duplicate,
         }
         while entry.pending.front().is_some_and(|p| p.acked) {
             let p = entry.pending.pop_front().unwrap();
@@ -300,9 +307,9 @@ pub struct AckHandle {
 }
 
 impl AckHandle {
-    /// Acknowledges that the bytes of `file` up to `end` (the `end` of a received chunk) are
-    /// durable. Acks may come in any order; an ack the tailer cannot place is counted in
-    /// `acks_unknown` and otherwise ignored.
+    /// Acknowledges that the chunk of `file` ending at `end` is durable. Every chunk must be
+    /// acknowledged once, including an empty `finished` chunk. Acks may come in any order; an
+    /// ack the tailer cannot place is counted in `acks_unknown` and otherwise ignored.
     pub fn ack(&self, file: FileKey, end: u64) -> AckOutcome {
         let outcome = self.ledger.lock().unwrap().ack(file, end);
         match outcome {
@@ -313,10 +320,9 @@ impl AckHandle {
         outcome
     }
 
-    /// Acknowledges a received chunk once its bytes are durable; a chunk without data (a
-    /// `finished` marker) is skipped, as it must be.
-    pub fn ack_chunk(&self, chunk: &super::Chunk) -> Option<AckOutcome> {
-        chunk.needs_ack().then(|| self.ack(chunk.file, chunk.end))
+    /// Acknowledges a received chunk once its bytes are durable: `ack(chunk.file, chunk.end)`.
+    pub fn ack_chunk(&self, chunk: &super::Chunk) -> AckOutcome {
+        self.ack(chunk.file, chunk.end)
     }
 
     /// The acknowledged offset of `file`, if the tailer knows it.
@@ -500,11 +506,12 @@ mod tests {
     }
 
     proptest! {
-        /// Model check: whatever the order of acks (with repeats and bogus offsets), the
-        /// checkpoint is the end of the longest acknowledged prefix of the chunk sequence.
+        /// Model check: whatever the order of acks (with repeats, bogus offsets, and empty
+        /// chunks sharing the end of the chunk before them), the checkpoint is the end of the
+        /// longest run of fully acknowledged chunks from the start.
         #[test]
         fn checkpoint_is_the_contiguous_acked_prefix(
-            lengths in prop::collection::vec(1u64..1000, 1..40),
+            lengths in prop::collection::vec(prop_oneof![4 => 1u64..1000, 1 => Just(0u64)], 1..40),
             order in prop::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 0..120),
         ) {
             let mut ends = Vec::new();
@@ -514,24 +521,31 @@ mod tests {
                 ends.push(end);
             }
             let mut ledger = ledger_with_chunks(&ends);
-            let mut acked = vec![false; ends.len()];
+            // Model: chunks per end offset, and acks applied per end offset.
+            let mut chunks_at = std::collections::BTreeMap::<u64, usize>::new();
+            for e in &ends {
+                *chunks_at.entry(*e).or_default() += 1;
+            }
+            let mut acks_at = std::collections::BTreeMap::<u64, usize>::new();
             for (index, bogus) in order {
                 let i = index.index(ends.len());
-                if bogus {
-                    // An offset that ends no chunk.
-                    let outcome = ledger.ack(KEY, ends[i] + 1);
-                    let is_end = ends.contains(&(ends[i] + 1));
-                    prop_assert!(is_end || outcome != AckOutcome::Applied);
-                    if is_end {
-                        acked[i + 1] = true;
+                let offset = if bogus { ends[i] + 1 } else { ends[i] };
+                let outcome = ledger.ack(KEY, offset);
+                match chunks_at.get(&offset) {
+                    Some(&n) => {
+                        let acked = acks_at.entry(offset).or_default();
+                        prop_assert_eq!(outcome == AckOutcome::Applied, *acked < n);
+                        *acked = (*acked + 1).min(n);
                     }
-                } else {
-                    let outcome = ledger.ack(KEY, ends[i]);
-                    prop_assert_eq!(outcome == AckOutcome::Applied, !acked[i]);
-                    acked[i] = true;
+                    None => prop_assert_ne!(outcome, AckOutcome::Applied),
                 }
-                let prefix = acked.iter().take_while(|a| **a).count();
-                let model = if prefix == 0 { 0 } else { ends[prefix - 1] };
+                let mut model = 0;
+                for (e, n) in &chunks_at {
+                    if acks_at.get(e) != Some(n) {
+                        break;
+                    }
+                    model = *e;
+                }
                 let f = ledger.get(&KEY).unwrap();
                 prop_assert_eq!(f.checkpoint, model);
                 prop_assert_eq!(f.tail_hash, model * 7);

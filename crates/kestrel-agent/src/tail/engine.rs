@@ -619,6 +619,10 @@ impl Engine {
             };
             tracing::debug!(path = %f.path.display(), "finished rotated or deleted file");
             TailMetrics::add(&self.metrics.files_finished, 1);
+            self.ledger
+                .lock()
+                .unwrap()
+                .register(key, f.read_pos, f.read_pos, f.read_tail_hash);
             if !self.send(chunk) {
                 return Turn::Stop;
             }
