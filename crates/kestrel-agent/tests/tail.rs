@@ -663,3 +663,27 @@ fn empty_files_do_not_hold_every_handle() {
     assert!(get(&m.files_open) <= 4);
     tailer.shutdown().unwrap();
 }
+
+#[test]
+fn a_slow_consumer_stops_the_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("app.log"), numbered_lines(0, 5000)).unwrap();
+    let mut c = config(&[pattern(dir.path(), "*.log")]);
+    c.max_chunk_bytes = 4096;
+    c.max_line_bytes = 1024;
+    c.max_queued_bytes = 8192;
+    let (tailer, rx) = Tailer::start(c, data.path().join("cp.json")).unwrap();
+    let m = tailer.metrics();
+    let mut received = Received::default();
+    receive_until(&rx, Some(&tailer.ack_handle()), &mut received, |r| {
+        let bytes_received: u64 = r.chunks.iter().map(|c| c.end - c.start).sum();
+        // Read but not received: what the channel holds, plus the one chunk waiting to be
+        // sent (counted when read).
+        let ahead = get(&m.bytes_read) - bytes_received;
+        assert!(ahead <= 8192 + 4096, "the tailer read {ahead} bytes ahead");
+        r.total_lines() >= 5000
+    });
+    assert_numbered_exactly_once(&received, "line", 5000);
+    tailer.shutdown().unwrap();
+}

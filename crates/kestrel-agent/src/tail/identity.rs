@@ -199,8 +199,14 @@ mod tests {
         let (_d, f) = file_with(&content);
         assert_eq!(read_at_most(&f, 10, 100).unwrap(), &content[10..110]);
         assert_eq!(read_at_most(&f, 19_990, 100).unwrap(), &content[19_990..]);
-        assert_eq!(read_at_most(&f, 1000, 10_000).unwrap(), &content[1000..11_000]);
-        assert_eq!(read_at_most(&f, 15_000, 10_000).unwrap(), &content[15_000..]);
+        assert_eq!(
+            read_at_most(&f, 1000, 10_000).unwrap(),
+            &content[1000..11_000]
+        );
+        assert_eq!(
+            read_at_most(&f, 15_000, 10_000).unwrap(),
+            &content[15_000..]
+        );
         assert!(read_at_most(&f, 30_000, 10_000).unwrap().is_empty());
     }
 
