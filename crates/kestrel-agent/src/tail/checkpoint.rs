@@ -66,6 +66,8 @@ pub enum AckOutcome {
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
     files: HashMap<FileKey, FileAcks>,
+    /// Keys by fingerprint hash, to find the file a copy continues.
+    by_fingerprint: HashMap<u64, Vec<FileKey>>,
     /// Something changed since the last snapshot.
     dirty: bool,
 }
@@ -81,6 +83,12 @@ impl Ledger {
         tail_hash: u64,
         path: &Path,
     ) {
+        if !self.files.contains_key(&key) {
+            self.by_fingerprint
+                .entry(key.fingerprint)
+                .or_default()
+                .push(key);
+        }
         let entry = self.files.entry(key).or_insert_with(|| FileAcks {
             checkpoint: offset,
             tail_hash,
@@ -98,8 +106,30 @@ impl Ledger {
         self.dirty = true;
     }
 
-    /// Records a chunk `[start, end)` about to be sent; `tail_hash` is the hash of the bytes
-    /// before `end`.
+    /// Continues tracking of `key` at `offset`: keeps the chunks in flight if reading goes on
+    /// right where they end (a copy taking over a truncated file's key), else as [`Ledger::start`].
+    pub fn resume(
+        &mut self,
+        key: FileKey,
+        fp: Fingerprint,
+        offset: u64,
+        tail_hash: u64,
+        path: &Path,
+    ) {
+        if let Some(entry) = self.files.get_mut(&key) {
+            let next = entry.pending.back().map_or(entry.checkpoint, |p| p.end);
+            if next == offset && entry.fingerprint_len == fp.len {
+                entry.path = path.to_string_lossy().into_owned();
+                entry.last_seen = unix_now();
+                self.dirty = true;
+                return;
+            }
+        }
+        self.start(key, fp, offset, tail_hash, path);
+    }
+
+    /// Records a chunk `[start, end)` about to be sent (`start == end` for an empty `finished`
+    /// chunk); `tail_hash` is the hash of the bytes before `end`.
     pub fn register(&mut self, key: FileKey, start: u64, end: u64, tail_hash: u64) {
         let Some(entry) = self.files.get_mut(&key) else {
             debug_assert!(false, "chunk of an unstarted file {key}");
@@ -124,18 +154,25 @@ impl Ledger {
         let Some(entry) = self.files.get_mut(&key) else {
             return AckOutcome::Unknown;
         };
-        if end <= entry.checkpoint {
+        if end < entry.checkpoint {
             return AckOutcome::Duplicate;
         }
-        let i = entry.pending.partition_point(|p| p.end < end);
-        match entry.pending.get_mut(i) {
-            Some(p) if p.end == end => {
-                if p.acked {
-                    return AckOutcome::Duplicate;
-                }
-                p.acked = true;
-            }
-            _ => return AckOutcome::Unknown,
+        // Several chunks may end at the same offset (an empty `finished` chunk after the last
+        // data chunk). Each needs its own ack; marking the last unacknowledged one first means
+        // the checkpoint passes that offset only once all of them are acknowledged, whatever
+        // the order of their acks.
+        let lo = entry.pending.partition_point(|p| p.end < end);
+        let hi = entry.pending.partition_point(|p| p.end <= end);
+        if lo == hi {
+            return if end == entry.checkpoint {
+                AckOutcome::Duplicate
+            } else {
+                AckOutcome::Unknown
+            };
+        }
+        match (lo..hi).rev().find(|&i| !entry.pending[i].acked) {
+            Some(i) => entry.pending[i].acked = true,
+            None => return AckOutcome::Duplicate,
         }
         while entry.pending.front().is_some_and(|p| p.acked) {
             let p = entry.pending.pop_front().unwrap();
@@ -162,17 +199,32 @@ impl Ledger {
         self.files.get(key)
     }
 
-    /// Every file's key and state.
-    pub fn iter(&self) -> impl Iterator<Item = (&FileKey, &FileAcks)> {
-        self.files.iter()
+    /// The files whose fingerprint hash is `hash`, with their state.
+    pub fn with_fingerprint(&self, hash: u64) -> impl Iterator<Item = (&FileKey, &FileAcks)> {
+        self.by_fingerprint
+            .get(&hash)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.files.get_key_value(k))
     }
 
     /// Forgets files not seen for `grace` that have nothing in flight; returns how many.
     pub fn forget_unseen(&mut self, grace: Duration) -> usize {
         let cutoff = unix_now().saturating_sub(grace.as_secs());
         let before = self.files.len();
-        self.files
-            .retain(|_, f| f.last_seen >= cutoff || !f.pending.is_empty());
+        let by_fingerprint = &mut self.by_fingerprint;
+        self.files.retain(|key, f| {
+            let keep = f.last_seen >= cutoff || !f.pending.is_empty();
+            if !keep {
+                if let Some(keys) = by_fingerprint.get_mut(&key.fingerprint) {
+                    keys.retain(|k| k != key);
+                    if keys.is_empty() {
+                        by_fingerprint.remove(&key.fingerprint);
+                    }
+                }
+            }
+            keep
+        });
         let forgotten = before - self.files.len();
         if forgotten > 0 {
             self.dirty = true;
@@ -213,9 +265,11 @@ impl Ledger {
         }
     }
 
-    /// A ledger holding the saved checkpoints.
+    /// A ledger holding the saved checkpoints. They count as seen now: the grace period before
+    /// a gone file is forgotten runs from the start, not from before a long downtime.
     pub fn from_saved(saved: &CheckpointFile) -> Ledger {
         let mut ledger = Ledger::default();
+        let now = unix_now();
         for s in &saved.files {
             let (Ok(key), Ok(tail_hash)) = (
                 s.key.parse::<FileKey>(),
@@ -224,6 +278,11 @@ impl Ledger {
                 tracing::warn!(key = %s.key, "skipping an unreadable checkpoint entry");
                 continue;
             };
+            ledger
+                .by_fingerprint
+                .entry(key.fingerprint)
+                .or_default()
+                .push(key);
             ledger.files.insert(
                 key,
                 FileAcks {
@@ -231,7 +290,7 @@ impl Ledger {
                     tail_hash,
                     fingerprint_len: s.fingerprint_len,
                     path: s.path.clone(),
-                    last_seen: s.last_seen,
+                    last_seen: now.max(s.last_seen),
                     pending: VecDeque::new(),
                 },
             );
@@ -248,9 +307,9 @@ pub struct AckHandle {
 }
 
 impl AckHandle {
-    /// Acknowledges that the bytes of `file` up to `end` (the `end` of a received chunk) are
-    /// durable. Acks may come in any order; an ack the tailer cannot place is counted in
-    /// `acks_unknown` and otherwise ignored.
+    /// Acknowledges that the chunk of `file` ending at `end` is durable. Every chunk must be
+    /// acknowledged once, including an empty `finished` chunk. Acks may come in any order; an
+    /// ack the tailer cannot place is counted in `acks_unknown` and otherwise ignored.
     pub fn ack(&self, file: FileKey, end: u64) -> AckOutcome {
         let outcome = self.ledger.lock().unwrap().ack(file, end);
         match outcome {
@@ -259,6 +318,11 @@ impl AckHandle {
             AckOutcome::Unknown => self.metrics.acks_unknown.fetch_add(1, Ordering::Relaxed),
         };
         outcome
+    }
+
+    /// Acknowledges a received chunk once its bytes are durable: `ack(chunk.file, chunk.end)`.
+    pub fn ack_chunk(&self, chunk: &super::Chunk) -> AckOutcome {
+        self.ack(chunk.file, chunk.end)
     }
 
     /// The acknowledged offset of `file`, if the tailer knows it.
@@ -420,6 +484,17 @@ mod tests {
     }
 
     #[test]
+    fn saved_checkpoints_are_not_forgotten_for_the_downtime() {
+        let mut l = ledger_with_chunks(&[10]);
+        l.ack(KEY, 10);
+        let mut saved = l.snapshot();
+        saved.files[0].last_seen = 0; // saved long ago
+        let mut back = Ledger::from_saved(&saved);
+        assert_eq!(back.forget_unseen(Duration::from_secs(60)), 0);
+        assert_eq!(back.with_fingerprint(KEY.fingerprint).count(), 1);
+    }
+
+    #[test]
     fn forgetting_keeps_files_with_chunks_in_flight() {
         let mut l = ledger_with_chunks(&[10]);
         l.files.get_mut(&KEY).unwrap().last_seen = 0;
@@ -427,14 +502,16 @@ mod tests {
         l.ack(KEY, 10);
         assert_eq!(l.forget_unseen(Duration::from_secs(60)), 1);
         assert!(l.get(&KEY).is_none());
+        assert_eq!(l.with_fingerprint(KEY.fingerprint).count(), 0);
     }
 
     proptest! {
-        /// Model check: whatever the order of acks (with repeats and bogus offsets), the
-        /// checkpoint is the end of the longest acknowledged prefix of the chunk sequence.
+        /// Model check: whatever the order of acks (with repeats, bogus offsets, and empty
+        /// chunks sharing the end of the chunk before them), the checkpoint is the end of the
+        /// longest run of fully acknowledged chunks from the start.
         #[test]
         fn checkpoint_is_the_contiguous_acked_prefix(
-            lengths in prop::collection::vec(1u64..1000, 1..40),
+            lengths in prop::collection::vec(prop_oneof![4 => 1u64..1000, 1 => Just(0u64)], 1..40),
             order in prop::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 0..120),
         ) {
             let mut ends = Vec::new();
@@ -444,24 +521,31 @@ mod tests {
                 ends.push(end);
             }
             let mut ledger = ledger_with_chunks(&ends);
-            let mut acked = vec![false; ends.len()];
+            // Model: chunks per end offset, and acks applied per end offset.
+            let mut chunks_at = std::collections::BTreeMap::<u64, usize>::new();
+            for e in &ends {
+                *chunks_at.entry(*e).or_default() += 1;
+            }
+            let mut acks_at = std::collections::BTreeMap::<u64, usize>::new();
             for (index, bogus) in order {
                 let i = index.index(ends.len());
-                if bogus {
-                    // An offset that ends no chunk.
-                    let outcome = ledger.ack(KEY, ends[i] + 1);
-                    let is_end = ends.contains(&(ends[i] + 1));
-                    prop_assert!(is_end || outcome != AckOutcome::Applied);
-                    if is_end {
-                        acked[i + 1] = true;
+                let offset = if bogus { ends[i] + 1 } else { ends[i] };
+                let outcome = ledger.ack(KEY, offset);
+                match chunks_at.get(&offset) {
+                    Some(&n) => {
+                        let acked = acks_at.entry(offset).or_default();
+                        prop_assert_eq!(outcome == AckOutcome::Applied, *acked < n);
+                        *acked = (*acked + 1).min(n);
                     }
-                } else {
-                    let outcome = ledger.ack(KEY, ends[i]);
-                    prop_assert_eq!(outcome == AckOutcome::Applied, !acked[i]);
-                    acked[i] = true;
+                    None => prop_assert_ne!(outcome, AckOutcome::Applied),
                 }
-                let prefix = acked.iter().take_while(|a| **a).count();
-                let model = if prefix == 0 { 0 } else { ends[prefix - 1] };
+                let mut model = 0;
+                for (e, n) in &chunks_at {
+                    if acks_at.get(e) != Some(n) {
+                        break;
+                    }
+                    model = *e;
+                }
                 let f = ledger.get(&KEY).unwrap();
                 prop_assert_eq!(f.checkpoint, model);
                 prop_assert_eq!(f.tail_hash, model * 7);

@@ -5,7 +5,7 @@
 //! turn. Between turns the thread takes in inotify changes, runs the periodic scan, and polls
 //! open files for growth, deletion, idleness and the end of rotated files.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{self, File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -31,6 +31,18 @@ const COPY_COMPARE_BYTES: u64 = 64 * 1024;
 
 type FileId = u64;
 
+/// Where reading of a truncated file's old content stopped, kept for a while in case a copy of
+/// it turns up (copytruncate): its unread bytes count as lost only if none does.
+struct Retired {
+    offset: u64,
+    tail_hash: u64,
+    fingerprint_len: u64,
+    /// Bytes of the old content known to exist beyond `offset`.
+    unread: u64,
+    path: Arc<Path>,
+    since: Instant,
+}
+
 /// One tracked file (one inode).
 struct Tracked {
     dev: u64,
@@ -46,8 +58,9 @@ struct Tracked {
     read_tail_hash: u64,
     /// Size at the last look.
     size: u64,
-    /// Largest size seen since reading (re)started at 0: bytes beyond `read_pos` that vanish in
-    /// a truncation are lost.
+    /// Largest size known to belong to the current content (seen when a read of it was
+    /// verified, or just before it shrank): bytes beyond `read_pos` that vanish in a
+    /// truncation are lost.
     max_size_seen: u64,
     long_line: Option<LongLine>,
     /// Deleted, or no longer at any path matching the patterns.
@@ -59,8 +72,6 @@ struct Tracked {
     queued: bool,
     /// A copy of this tracked file (copytruncate), not read.
     shadow_of: Option<FileKey>,
-    /// Reopened after a close: check the identity before reading.
-    needs_verify: bool,
     /// Reading restarted at 0 after a truncation: do not resume from a saved checkpoint.
     fresh: bool,
     /// The scan generation that last saw the file at a matching path.
@@ -78,6 +89,9 @@ enum Turn {
 
 enum CopyCheck {
     Copy(FileKey),
+    /// A file with the same first line was truncated or replaced since it was read: this file
+    /// may be its copy.
+    TwinRestarted(FileId),
     /// Equal to a larger file's beginning but too short to tell yet.
     Undecided,
     NotCopy,
@@ -101,9 +115,17 @@ pub(crate) struct Engine {
     ready: VecDeque<FileId>,
     /// Files waiting for a free handle.
     starved: Vec<FileId>,
-    open_count: usize,
+    /// Files with an open handle.
+    open: HashSet<FileId>,
+    /// Identified files by key.
+    by_key: HashMap<FileKey, FileId>,
+    /// Identified files by fingerprint hash, to find what a new file may be a copy of.
+    by_fingerprint: HashMap<u64, Vec<FileId>>,
     scan_gen: u64,
     empty_tail_hash: u64,
+    /// Keys of files whose content restarted with no copy found yet: where reading stopped
+    /// (offset, hash of the bytes before it, fingerprint length), for a copy found later.
+    retired: HashMap<FileKey, Retired>,
 }
 
 impl Engine {
@@ -150,9 +172,12 @@ impl Engine {
             next_id: 0,
             ready: VecDeque::new(),
             starved: Vec::new(),
-            open_count: 0,
+            open: HashSet::new(),
+            by_key: HashMap::new(),
+            by_fingerprint: HashMap::new(),
             scan_gen: 0,
             empty_tail_hash: tail_hash_in(&[], 0, 0).expect("empty tail"),
+            retired: HashMap::new(),
         };
         Ok((engine, closer))
     }
@@ -294,7 +319,6 @@ impl Engine {
                 first_seen: now,
                 queued: false,
                 shadow_of: None,
-                needs_verify: false,
                 fresh: false,
                 scan_gen: self.scan_gen,
             },
@@ -341,13 +365,14 @@ impl Engine {
             let f = self.files.get(&id).expect("tracked");
             if f.identity.is_some() && f.size > f.read_pos && f.shadow_of.is_none() {
                 self.lose(
-                    id,
+                    &f.path,
                     f.size - f.read_pos,
                     "the file disappeared before it was read",
                 );
             }
             self.remove(id);
         }
+        self.expire_retired(false);
         let mut ledger = self.ledger.lock().unwrap();
         for (key, path) in seen {
             ledger.seen(key, &path);
@@ -375,7 +400,6 @@ impl Engine {
                         }
                         if m.len() != f.size {
                             f.size = m.len();
-                            f.max_size_seen = f.max_size_seen.max(f.size);
                             f.last_change = now;
                             to_queue.push(id);
                         }
@@ -383,11 +407,19 @@ impl Engine {
                     Err(_) => to_queue.push(id),
                 }
                 let idle = now.duration_since(f.last_change);
-                let fully_read = f.long_line.is_none() && f.read_pos == f.size;
-                if f.identity.is_none() || (f.detached && idle >= self.config.rotate_wait) {
-                    to_queue.push(id);
-                } else if !f.detached && fully_read && idle >= self.config.idle_close {
+                // Nothing read and nothing to lose by closing: no identity yet (an empty
+                // file, or a first line still being written), or read to the end.
+                let closable =
+                    f.long_line.is_none() && (f.identity.is_none() || f.read_pos == f.size);
+                if f.detached {
+                    if idle >= self.config.rotate_wait {
+                        to_queue.push(id);
+                    }
+                } else if closable && idle >= self.config.idle_close {
                     to_close.push(id);
+                } else if f.identity.is_none() && f.size > 0 {
+                    // Waiting for the first line, or to tell whether it is a copy.
+                    to_queue.push(id);
                 }
             }
             if let Some((key, _)) = f.identity {
@@ -413,7 +445,7 @@ impl Engine {
         m.files_tracked
             .store(self.files.len() as u64, Ordering::Relaxed);
         m.files_open
-            .store(self.open_count as u64, Ordering::Relaxed);
+            .store(self.open.len() as u64, Ordering::Relaxed);
     }
 
     /// One turn of a file: at most one chunk.
@@ -441,16 +473,18 @@ impl Engine {
         if m.nlink() == 0 {
             f.detached = true;
         }
+        let polled_size = f.size;
         if m.len() != f.size {
             f.size = m.len();
             f.last_change = now;
         }
-        f.max_size_seen = f.max_size_seen.max(f.size);
         let consumed = f
             .long_line
             .as_ref()
             .map_or(f.read_pos, LongLine::scanned_to);
         if f.size < consumed {
+            // The size last seen was the old content's.
+            f.max_size_seen = f.max_size_seen.max(polled_size);
             TailMetrics::add(&self.metrics.truncations, 1);
             self.restart_content(id, true);
         }
@@ -479,20 +513,7 @@ impl Engine {
             }
         }
         let f = self.files.get_mut(&id).expect("tracked");
-        if f.needs_verify {
-            f.needs_verify = false;
-            let handle = f.handle.as_ref().expect("opened");
-            let (_, fp) = f.identity.expect("identified");
-            let same = fingerprint_matches(handle, fp).unwrap_or(false)
-                && tail_hash(handle, f.read_pos).ok().flatten() == Some(f.read_tail_hash);
-            if !same {
-                tracing::info!(path = %f.path.display(), "file replaced (inode reused); reading it from the start");
-                self.restart_content(id, false);
-                return Turn::Again;
-            }
-        }
-        let f = self.files.get_mut(&id).expect("tracked");
-        let (key, _) = f.identity.expect("identified");
+        let (key, fp) = f.identity.expect("identified");
         let handle = f.handle.as_ref().expect("opened");
         let outcome = read_chunk(
             handle,
@@ -504,6 +525,22 @@ impl Engine {
         );
         match outcome {
             Ok(ReadOutcome::Chunk(body)) => {
+                // Still the same content? A truncation that regrew past the offset read, or
+                // another file at a reused inode, shows in the first line or in the bytes
+                // before the offset. Checked after the read, so a chunk read across a
+                // truncation is never sent.
+                let handle = f.handle.as_ref().expect("opened");
+                let same = fingerprint_matches(handle, fp).unwrap_or(false)
+                    && tail_hash(handle, body.start).ok().flatten() == Some(f.read_tail_hash);
+                if !same {
+                    tracing::info!(path = %f.path.display(),
+                        "file rewritten or replaced; reading it from the start");
+                    f.long_line = None;
+                    TailMetrics::add(&self.metrics.truncations, 1);
+                    self.restart_content(id, true);
+                    return Turn::Again;
+                }
+                f.max_size_seen = f.max_size_seen.max(f.size);
                 f.read_pos = body.end;
                 f.read_tail_hash = body.tail_hash;
                 if !final_turn {
@@ -582,6 +619,10 @@ impl Engine {
             };
             tracing::debug!(path = %f.path.display(), "finished rotated or deleted file");
             TailMetrics::add(&self.metrics.files_finished, 1);
+            self.ledger
+                .lock()
+                .unwrap()
+                .register(key, f.read_pos, f.read_pos, f.read_tail_hash);
             if !self.send(chunk) {
                 return Turn::Stop;
             }
@@ -592,7 +633,7 @@ impl Engine {
 
     /// Opens a tracked file by its path; false if it cannot be opened now.
     fn open(&mut self, id: FileId) -> bool {
-        if self.open_count >= self.config.max_open_files && !self.evict() {
+        if self.open.len() >= self.config.max_open_files && !self.evict() {
             self.starved.push(id);
             return false;
         }
@@ -623,9 +664,8 @@ impl Engine {
                 return false;
             }
         }
-        f.needs_verify = f.identity.is_some();
         f.handle = Some(file);
-        self.open_count += 1;
+        self.open.insert(id);
         true
     }
 
@@ -634,7 +674,7 @@ impl Engine {
         let f = self.files.get(&id).expect("tracked");
         if f.identity.is_some() && f.size > f.read_pos && f.shadow_of.is_none() {
             self.lose(
-                id,
+                &f.path,
                 f.size - f.read_pos,
                 "the file disappeared before it was read",
             );
@@ -645,14 +685,14 @@ impl Engine {
     /// Closes the handle of the least recently active file that is read to its end.
     fn evict(&mut self) -> bool {
         let victim = self
-            .files
+            .open
             .iter()
+            .map(|id| (id, &self.files[id]))
             .filter(|(_, f)| {
                 f.handle.is_some()
                     && !f.detached
-                    && f.identity.is_some()
                     && f.long_line.is_none()
-                    && f.read_pos == f.size
+                    && (f.identity.is_none() || f.read_pos == f.size)
             })
             .min_by_key(|(_, f)| f.last_change)
             .map(|(&id, _)| id);
@@ -667,14 +707,14 @@ impl Engine {
 
     fn close(&mut self, id: FileId) {
         if let Some(f) = self.files.get_mut(&id) {
-            if f.handle.take().is_some() {
-                self.open_count -= 1;
-            }
+            f.handle = None;
         }
+        self.open.remove(&id);
     }
 
     fn remove(&mut self, id: FileId) {
         self.close(id);
+        self.set_identity(id, None);
         if let Some(f) = self.files.remove(&id) {
             if self.by_inode.get(&(f.dev, f.ino)) == Some(&id) {
                 self.by_inode.remove(&(f.dev, f.ino));
@@ -685,10 +725,56 @@ impl Engine {
         }
     }
 
-    fn lose(&self, id: FileId, bytes: u64, why: &str) {
-        let f = self.files.get(&id).expect("tracked");
-        tracing::error!(path = %f.path.display(), bytes, "{why}; bytes lost");
+    /// Sets or clears a file's identity, keeping the indexes right.
+    fn set_identity(&mut self, id: FileId, identity: Option<(FileKey, Fingerprint)>) {
+        let Some(f) = self.files.get_mut(&id) else {
+            return;
+        };
+        if let Some((old, _)) = std::mem::replace(&mut f.identity, identity) {
+            if self.by_key.get(&old) == Some(&id) {
+                self.by_key.remove(&old);
+            }
+            if let Some(ids) = self.by_fingerprint.get_mut(&old.fingerprint) {
+                ids.retain(|&o| o != id);
+                if ids.is_empty() {
+                    self.by_fingerprint.remove(&old.fingerprint);
+                }
+            }
+        }
+        if let Some((key, _)) = identity {
+            self.by_key.insert(key, id);
+            self.by_fingerprint
+                .entry(key.fingerprint)
+                .or_default()
+                .push(id);
+        }
+    }
+
+    fn lose(&self, path: &Path, bytes: u64, why: &str) {
+        tracing::error!(path = %path.display(), bytes, "{why}; bytes lost");
         TailMetrics::add(&self.metrics.bytes_lost, bytes);
+    }
+
+    /// Gives up waiting for copies of truncated files (all of them with `all`, else those
+    /// retired for more than two scan intervals) and counts their unread bytes as lost.
+    fn expire_retired(&mut self, all: bool) {
+        let wait = self.config.scan_interval * 2 + self.config.rotate_wait;
+        let expired: Vec<FileKey> = self
+            .retired
+            .iter()
+            .filter(|(_, r)| all || r.since.elapsed() >= wait)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in expired {
+            let r = self.retired.remove(&key).expect("listed");
+            if r.unread > 0 {
+                self.lose(
+                    &r.path,
+                    r.unread,
+                    "file truncated before its last bytes were read, and no copy was found",
+                );
+            }
+        }
     }
 
     /// Decides the key of a file whose fingerprint window just became complete; false if the
@@ -700,11 +786,7 @@ impl Engine {
             ino: f.ino,
             fingerprint: fp.hash,
         };
-        while self
-            .files
-            .iter()
-            .any(|(&o, t)| o != id && t.identity.map(|(k, _)| k) == Some(key))
-        {
+        while self.by_key.get(&key).is_some_and(|&o| o != id) {
             // Only after a copytruncate whose copy took over this inode's old key while the
             // new content starts with the same line.
             tracing::warn!(path = %f.path.display(), "file key in use by a copy; deriving another");
@@ -743,12 +825,36 @@ impl Engine {
                         self.close(id);
                         return false;
                     }
+                    CopyCheck::TwinRestarted(twin) => {
+                        let twin_key = self.files[&twin].identity.map(|(k, _)| k);
+                        self.files.get_mut(&id).expect("tracked").shadow_of = twin_key;
+                        self.close(id);
+                        TailMetrics::add(&self.metrics.truncations, 1);
+                        // Hands the twin's key to this file if it holds the bytes read so far.
+                        self.restart_content(twin, true);
+                        if self.files[&id].identity.is_some() {
+                            TailMetrics::add(&self.metrics.copies_recognised, 1);
+                        }
+                        return false;
+                    }
                     CopyCheck::Undecided if f.first_seen.elapsed() < self.config.rotate_wait => {
                         return false;
                     }
                     CopyCheck::Undecided | CopyCheck::NotCopy => {}
                 }
                 if let Some((k, offset, hash)) = self.continued_key(id, fp) {
+                    if let Some(r) = self.retired.remove(&k) {
+                        // The copy holds the old content up to its size.
+                        let size = self.files[&id].size;
+                        let lost = (r.offset + r.unread).saturating_sub(size);
+                        if lost > 0 {
+                            self.lose(
+                                &r.path,
+                                lost,
+                                "bytes written after the copy of a truncated file",
+                            );
+                        }
+                    }
                     key = k;
                     start = (offset, hash);
                     resumed = true;
@@ -760,7 +866,7 @@ impl Engine {
         self.ledger
             .lock()
             .unwrap()
-            .start(key, fp, start.0, start.1, &f.path);
+            .resume(key, fp, start.0, start.1, &f.path);
         TailMetrics::add(
             if resumed {
                 &self.metrics.files_resumed
@@ -770,11 +876,11 @@ impl Engine {
             1,
         );
         tracing::debug!(path = %f.path.display(), key = %key, offset = start.0, "tailing file");
-        f.identity = Some((key, fp));
+        self.set_identity(id, Some((key, fp)));
+        let f = self.files.get_mut(&id).expect("tracked");
         f.read_pos = start.0;
         f.read_tail_hash = start.1;
         f.fresh = false;
-        f.needs_verify = false;
         true
     }
 
@@ -784,7 +890,8 @@ impl Engine {
         let f = self.files.get(&id).expect("tracked");
         let handle = f.handle.as_ref().expect("opened");
         let mut result = CopyCheck::NotCopy;
-        for (&other, t) in &self.files {
+        let twins = self.by_fingerprint.get(&fp.hash).into_iter().flatten();
+        for (&other, t) in twins.map(|o| (o, &self.files[o])) {
             let Some((twin_key, twin_fp)) = t.identity else {
                 continue;
             };
@@ -803,6 +910,14 @@ impl Engine {
                 },
             };
             let twin_size = twin.metadata().map(|m| m.len()).unwrap_or(0);
+            let restarted =
+                twin_size < t.read_pos || !fingerprint_matches(twin, twin_fp).unwrap_or(false);
+            if restarted && t.read_pos >= self.config.fingerprint_bytes {
+                return CopyCheck::TwinRestarted(other);
+            }
+            if restarted {
+                continue;
+            }
             let n = f.size.min(twin_size).min(COPY_COMPARE_BYTES);
             let (Ok(a), Ok(b)) = (read_at_most(handle, 0, n), read_at_most(twin, 0, n)) else {
                 continue;
@@ -826,11 +941,22 @@ impl Engine {
     fn continued_key(&self, id: FileId, fp: Fingerprint) -> Option<(FileKey, u64, u64)> {
         let f = self.files.get(&id).expect("tracked");
         let handle = f.handle.as_ref().expect("opened");
-        let candidates: Vec<(FileKey, u64, u64)> = self
+        let retired = self
+            .retired
+            .iter()
+            .filter(|(k, r)| {
+                k.dev == f.dev
+                    && k.ino != f.ino
+                    && k.fingerprint == fp.hash
+                    && r.fingerprint_len == fp.len
+                    && r.offset <= f.size
+            })
+            .map(|(k, r)| (*k, r.offset, r.tail_hash));
+        let saved: Vec<(FileKey, u64, u64)> = self
             .ledger
             .lock()
             .unwrap()
-            .iter()
+            .with_fingerprint(fp.hash)
             .filter(|(k, e)| {
                 k.dev == f.dev
                     && k.ino != f.ino
@@ -841,12 +967,10 @@ impl Engine {
             })
             .map(|(k, e)| (*k, e.checkpoint, e.tail_hash))
             .collect();
+        let mut candidates: Vec<_> = retired.collect();
+        candidates.extend(saved);
         candidates.into_iter().find(|(k, offset, hash)| {
-            !self
-                .files
-                .values()
-                .any(|t| t.identity.map(|(tk, _)| tk) == Some(*k))
-                && tail_hash(handle, *offset).ok().flatten() == Some(*hash)
+            !self.by_key.contains_key(k) && tail_hash(handle, *offset).ok().flatten() == Some(*hash)
         })
     }
 
@@ -860,14 +984,38 @@ impl Engine {
         } else {
             0
         };
-        if let Some((key, _)) = f.identity {
+        if let Some((key, fp)) = f.identity {
+            let (read_pos, read_tail_hash) = (f.read_pos, f.read_tail_hash);
             let copy = self
                 .files
                 .iter()
                 .find(|(_, s)| s.shadow_of == Some(key))
                 .map(|(&sid, _)| sid);
-            if let Some(sid) = copy {
-                lost = self.adopt_copy(id, sid).unwrap_or(lost);
+            let adopted = match copy {
+                Some(sid) => self.adopt_copy(id, sid),
+                None => None,
+            };
+            match adopted {
+                Some(l) => lost = l,
+                None if read_pos >= self.config.fingerprint_bytes => {
+                    // A copy may still turn up; the loss is counted if none does.
+                    if self.retired.len() >= 1024 {
+                        self.expire_retired(true);
+                    }
+                    self.retired.insert(
+                        key,
+                        Retired {
+                            offset: read_pos,
+                            tail_hash: read_tail_hash,
+                            fingerprint_len: fp.len,
+                            unread: lost,
+                            path: path.clone(),
+                            since: Instant::now(),
+                        },
+                    );
+                    lost = 0;
+                }
+                None => {}
             }
         }
         if truncated {
@@ -875,18 +1023,21 @@ impl Engine {
         }
         if lost > 0 {
             self.lose(
-                id,
+                &path,
                 lost,
                 "file truncated before its last bytes were read (copytruncate race)",
             );
         }
         let f = self.files.get_mut(&id).expect("tracked");
-        f.identity = None;
+        if let Some(Ok(m)) = f.handle.as_ref().map(File::metadata) {
+            f.size = m.len();
+        }
+        self.set_identity(id, None);
+        let f = self.files.get_mut(&id).expect("tracked");
         f.read_pos = 0;
         f.read_tail_hash = self.empty_tail_hash;
         f.long_line = None;
-        f.max_size_seen = f.size;
-        f.needs_verify = false;
+        f.max_size_seen = 0;
         f.fresh = true;
     }
 
@@ -907,14 +1058,15 @@ impl Engine {
             return None;
         }
         tracing::info!(path = %s.path.display(), offset = read_pos, "truncated file continues in its copy");
-        s.identity = identity;
+        self.set_identity(sid, identity);
+        let s = self.files.get_mut(&sid).expect("tracked");
         s.read_pos = read_pos;
         s.read_tail_hash = read_tail_hash;
         s.size = size;
-        s.max_size_seen = size;
+        s.max_size_seen = size.max(read_pos);
         s.last_change = Instant::now();
         s.handle = Some(file);
-        self.open_count += 1;
+        self.open.insert(sid);
         self.enqueue(sid);
         Some(max_seen.saturating_sub(size.max(read_pos)))
     }

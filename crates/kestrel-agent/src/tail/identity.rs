@@ -16,7 +16,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::str::FromStr;
 
@@ -153,8 +153,17 @@ pub fn tail_hash(file: &File, offset: u64) -> io::Result<Option<u64>> {
     Ok(Some(xxh3_64(&buf)))
 }
 
-/// Reads up to `len` bytes at `offset`, stopping early only at end of file.
+/// Reads up to `len` bytes at `offset`, stopping early only at end of file. Large reads go
+/// straight into the buffer's spare capacity (seek, then `read_to_end`: no zeroing first);
+/// small ones take a single `pread`.
 pub fn read_at_most(file: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+    if len > 4096 {
+        let mut buf = Vec::with_capacity(len as usize);
+        let mut reader = file;
+        reader.seek(SeekFrom::Start(offset))?;
+        reader.take(len).read_to_end(&mut buf)?;
+        return Ok(buf);
+    }
     let mut buf = vec![0u8; len as usize];
     let mut filled = 0usize;
     while filled < buf.len() {
@@ -182,6 +191,23 @@ mod tests {
             .write_all(bytes)
             .unwrap();
         (dir, File::open(&path).unwrap())
+    }
+
+    #[test]
+    fn reads_stop_at_end_of_file_small_or_large() {
+        let content: Vec<u8> = (0..20_000u32).map(|i| (i % 253) as u8).collect();
+        let (_d, f) = file_with(&content);
+        assert_eq!(read_at_most(&f, 10, 100).unwrap(), &content[10..110]);
+        assert_eq!(read_at_most(&f, 19_990, 100).unwrap(), &content[19_990..]);
+        assert_eq!(
+            read_at_most(&f, 1000, 10_000).unwrap(),
+            &content[1000..11_000]
+        );
+        assert_eq!(
+            read_at_most(&f, 15_000, 10_000).unwrap(),
+            &content[15_000..]
+        );
+        assert!(read_at_most(&f, 30_000, 10_000).unwrap().is_empty());
     }
 
     #[test]

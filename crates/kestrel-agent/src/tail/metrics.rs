@@ -67,7 +67,7 @@ impl TailMetrics {
             .iter()
             .map(|(k, (p, lag))| (*k, p.clone(), *lag))
             .collect();
-        v.sort_by(|a, b| b.2.cmp(&a.2));
+        v.sort_by_key(|e| std::cmp::Reverse(e.2));
         v
     }
 

@@ -17,7 +17,8 @@
 //! - [`Tailer::start`]`(config, checkpoint_path)` → `(Tailer, ChunkReceiver)`. The tailer runs
 //!   on its own threads with blocking I/O; the consumer calls [`ChunkReceiver::recv`] (from a
 //!   blocking task when async) and, once a chunk's bytes are durable downstream,
-//!   [`AckHandle::ack`]`(chunk.file, chunk.end)` through a handle from [`Tailer::ack_handle`].
+//!   [`AckHandle::ack`]`(chunk.file, chunk.end)` through a handle from [`Tailer::ack_handle`]:
+//!   every chunk once, including an empty `finished` one.
 //! - A [`Chunk`] is `[start, end)` of one file, whole lines only, each ending with `\n`.
 //!   Given a start offset and the file's bytes, the chunk is always the same (it ends at the
 //!   last `\n` within `max_chunk_bytes`), so a chunk re-read after a restart has the same
@@ -138,8 +139,8 @@ pub struct Chunk {
     /// appended.
     pub appended_newline: bool,
     /// The file is renamed away or deleted and read to its end: no more chunks will come for
-    /// it. A finished chunk may have no data (`start == end`); such a chunk needs no ack and
-    /// must not be acknowledged (see [`Chunk::needs_ack`]).
+    /// it. A finished chunk may have no data (`start == end`, the `end` of the chunk before
+    /// it); it is acknowledged like any other chunk.
     pub finished: bool,
 }
 
@@ -155,11 +156,6 @@ pub struct Line<'a> {
 }
 
 impl Chunk {
-    /// Whether the chunk carries bytes to acknowledge (a finished marker without data does not).
-    pub fn needs_ack(&self) -> bool {
-        self.end > self.start
-    }
-
     /// The chunk's lines with their file offsets (exact even for cut lines).
     pub fn lines(&self) -> impl Iterator<Item = Line<'_>> + '_ {
         let mut data_pos = 0usize;

@@ -252,7 +252,7 @@ fn cut_long_lines(
 /// Appends the truncation marker and the line's `\n`.
 fn push_marker(out: &mut Vec<u8>, dropped: u64) {
     use std::io::Write;
-    write!(out, "…[truncated {dropped} bytes]\n").expect("writing to a Vec cannot fail");
+    writeln!(out, "…[truncated {dropped} bytes]").expect("writing to a Vec cannot fail");
 }
 
 /// The largest length ≤ `max` that does not split a UTF-8 character of `bytes` (bytes that are
