@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{AgentConfig, InputConfig};
+use crate::config::AgentConfig;
 use crate::metrics::AgentMetrics;
 use crate::pipeline::{AgentIdentity, PodLogPipeline, ResumeRanges};
 use crate::tail::bench::{process_cpu, write_cri_file};
@@ -66,8 +66,7 @@ pub fn run_null_sink(
         dir.join("pods").display()
     );
     let config = AgentConfig::from_yaml(&yaml).map_err(|e| AgentError::Config(e.to_string()))?;
-    let InputConfig::PodLogs(input) = config.inputs[0].clone();
-    let mut tail = config.tail_config(&input);
+    let (mut tail, input, _) = config.file_input(&config.inputs[0]);
     tail.inotify = false;
     let checkpoints = dir.join("bench-checkpoints.json");
     let _ = std::fs::remove_file(&checkpoints);

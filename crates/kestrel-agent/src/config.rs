@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::pipeline::LineFormat;
 use crate::tail::TailConfig;
 
 /// The whole agent configuration.
@@ -75,6 +76,12 @@ pub struct ServerTarget {
 pub enum InputConfig {
     /// Container logs under kubelet's `/var/log/pods`.
     PodLogs(PodLogsInput),
+    /// Kubernetes audit log files of a self-managed control plane (the API server's log file
+    /// backend), redacted on the node.
+    AuditFiles(AuditFilesInput),
+    /// kern.log: netfilter packet lines (iptables/nftables `LOG`, Calico policy logging) become
+    /// `netflow` records.
+    KernLog(KernLogInput),
 }
 
 impl InputConfig {
@@ -82,8 +89,47 @@ impl InputConfig {
     pub fn name(&self) -> &str {
         match self {
             InputConfig::PodLogs(p) => p.name.as_deref().unwrap_or("pod_logs"),
+            InputConfig::AuditFiles(a) => a.name.as_deref().unwrap_or("audit_files"),
+            InputConfig::KernLog(k) => k.name.as_deref().unwrap_or("kern_log"),
         }
     }
+}
+
+/// Audit log files: `<path>` names a file or a glob (rotated files, like
+/// `audit-2026-11-20T09-00-01.000.log`, are read to their end too).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFilesInput {
+    /// The input's name; defaults to `audit_files`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Glob of the audit log files.
+    #[serde(default = "default_audit_path")]
+    pub path: String,
+    /// Longest audit event line kept; a longer one is cut and kept aside as a dead letter.
+    #[serde(default = "default_audit_max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// How often the directory is rescanned besides inotify, like `10s`.
+    #[serde(default = "default_scan_interval", deserialize_with = "duration")]
+    pub scan_interval: Duration,
+}
+
+/// kern.log (and its rotations).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernLogInput {
+    /// The input's name; defaults to `kern_log`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Glob of the files.
+    #[serde(default = "default_kern_log_path")]
+    pub path: String,
+    /// Zone of traditional syslog time stamps (which carry none), in seconds east of UTC.
+    #[serde(default)]
+    pub utc_offset_secs: i32,
+    /// How often the directory is rescanned besides inotify, like `10s`.
+    #[serde(default = "default_scan_interval", deserialize_with = "duration")]
+    pub scan_interval: Duration,
 }
 
 /// Container logs: `<path>/<namespace>_<pod>_<uid>/<container>/<n>.log`, CRI or docker
@@ -214,6 +260,15 @@ fn default_max_line_bytes() -> usize {
 fn default_scan_interval() -> Duration {
     Duration::from_secs(10)
 }
+fn default_audit_path() -> String {
+    "/var/log/kubernetes/audit/*.log".into()
+}
+fn default_audit_max_line_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_kern_log_path() -> String {
+    "/var/log/kern.log*".into()
+}
 fn default_ingress_pods() -> Vec<PodMatch> {
     vec![PodMatch {
         namespace: Some("ingress-nginx".into()),
@@ -285,20 +340,30 @@ impl AgentConfig {
                     input.name()
                 ));
             }
+            let (max_line_bytes, pattern) = match input {
+                InputConfig::PodLogs(p) => (p.max_line_bytes, None),
+                InputConfig::AuditFiles(a) => (a.max_line_bytes, Some(&a.path)),
+                InputConfig::KernLog(k) => (default_max_line_bytes(), Some(&k.path)),
+            };
+            if let Some(p) = pattern {
+                if let Err(e) = glob::Pattern::new(p) {
+                    problems.push(format!("inputs.{}.path {p:?}: {e}", input.name()));
+                }
+            }
+            if self.batch.max_bytes <= max_line_bytes + 64 {
+                problems.push(format!(
+                    "batch.max_bytes ({}) must exceed inputs.{}.max_line_bytes ({max_line_bytes}) by more than 64, so a batch can hold the longest line",
+                    self.batch.max_bytes,
+                    input.name(),
+                ));
+            }
             match input {
+                InputConfig::AuditFiles(_) | InputConfig::KernLog(_) => {}
                 InputConfig::PodLogs(p) => {
                     if p.max_line_bytes < 64 {
                         problems.push(format!(
                             "inputs.{}.max_line_bytes must be at least 64",
                             input.name()
-                        ));
-                    }
-                    if self.batch.max_bytes <= p.max_line_bytes + 64 {
-                        problems.push(format!(
-                            "batch.max_bytes ({}) must exceed inputs.{}.max_line_bytes ({}) by more than 64, so a batch can hold the longest line",
-                            self.batch.max_bytes,
-                            input.name(),
-                            p.max_line_bytes
                         ));
                     }
                 }
@@ -334,16 +399,54 @@ impl AgentConfig {
             .unwrap_or_else(|| "kestrel-agent".into())
     }
 
+    /// What to tail for a file input, how its lines read, and the pod log settings the
+    /// pipeline uses (neutral ones for inputs that are not pod logs).
+    pub fn file_input(&self, input: &InputConfig) -> (TailConfig, PodLogsInput, LineFormat) {
+        let absolute = |p: &str| {
+            std::path::absolute(p)
+                .map(|a| a.display().to_string())
+                .unwrap_or_else(|_| p.to_string())
+        };
+        let plain =
+            |name: &Option<String>, max_line_bytes: usize, scan_interval: Duration| PodLogsInput {
+                name: name.clone(),
+                path: PathBuf::new(),
+                max_line_bytes,
+                include_namespaces: Vec::new(),
+                exclude_namespaces: Vec::new(),
+                ingress: Vec::new(),
+                dns: Vec::new(),
+                scan_interval,
+            };
+        let (pattern, pods, format) = match input {
+            InputConfig::PodLogs(p) => (
+                format!("{}/*/*/*.log*", absolute(&p.path.display().to_string())),
+                p.clone(),
+                LineFormat::Container,
+            ),
+            InputConfig::AuditFiles(a) => (
+                absolute(&a.path),
+                plain(&a.name, a.max_line_bytes, a.scan_interval),
+                LineFormat::Audit,
+            ),
+            InputConfig::KernLog(k) => (
+                absolute(&k.path),
+                plain(&k.name, default_max_line_bytes(), k.scan_interval),
+                LineFormat::KernLog {
+                    utc_offset_secs: k.utc_offset_secs,
+                },
+            ),
+        };
+        let mut tail = TailConfig::new([pattern]);
+        tail.max_line_bytes = pods.max_line_bytes;
+        tail.max_chunk_bytes = self.batch.max_bytes;
+        tail.scan_interval = pods.scan_interval;
+        (tail, pods, format)
+    }
+
     /// The tailer settings for a pod log input.
     pub fn tail_config(&self, input: &PodLogsInput) -> TailConfig {
-        // The tailer wants absolute patterns; a relative `path` is taken from the working
-        // directory.
-        let root = std::path::absolute(&input.path).unwrap_or_else(|_| input.path.clone());
-        let mut tail = TailConfig::new([format!("{}/*/*/*.log*", root.display())]);
-        tail.max_line_bytes = input.max_line_bytes;
-        tail.max_chunk_bytes = self.batch.max_bytes;
-        tail.scan_interval = input.scan_interval;
-        tail
+        self.file_input(&InputConfig::PodLogs(input.clone())).0
     }
 }
 

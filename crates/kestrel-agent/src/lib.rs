@@ -32,7 +32,7 @@ use std::thread::JoinHandle;
 use tracing::{error, info};
 
 use crate::buffer::{BatchMeta, DiskBuffer};
-use crate::config::{AgentConfig, InputConfig};
+use crate::config::AgentConfig;
 use crate::metrics::AgentMetrics;
 use crate::pipeline::{AgentIdentity, PendingBatch, PodLogPipeline, ResumeRanges};
 use crate::ship::{InFlight, Shipper};
@@ -124,54 +124,50 @@ impl Agent {
             let name = input.name().to_string();
             let resume = Arc::new(ResumeRanges::new(&name, &buffered));
             resume_by_input.insert(name.clone(), Arc::clone(&resume));
-            match input {
-                InputConfig::PodLogs(p) => {
-                    let checkpoints = config.data_dir.join("checkpoints");
-                    std::fs::create_dir_all(&checkpoints)?;
-                    let (tailer, chunks) = Tailer::start(
-                        config.tail_config(p),
-                        checkpoints.join(format!("{name}.json")),
-                    )?;
-                    tail_metrics.push((name.clone(), tailer.metrics()));
-                    persisted.insert(name.clone(), tailer.persisted());
-                    let mut pipeline = PodLogPipeline::new(
-                        AgentIdentity {
-                            agent: agent_name.clone(),
-                            node: node.clone(),
-                            cluster: config.cluster.clone(),
-                        },
-                        p.clone(),
-                        name.clone(),
-                        resume,
-                        tailer.ack_handle(),
-                        Arc::clone(&metrics),
-                    );
-                    let buffer = Arc::clone(&buffer);
-                    let in_flight = Arc::clone(&in_flight);
-                    let metrics = Arc::clone(&metrics);
-                    let level = config.batch.zstd_level;
-                    let handle = std::thread::Builder::new()
-                        .name(format!("kestrel-pipeline-{name}"))
-                        .spawn(move || {
-                            while let Some(chunk) = chunks.recv() {
-                                for pending in pipeline.process(chunk) {
-                                    if let Err(e) =
-                                        buffer_batch(&buffer, &in_flight, &metrics, pending, level)
-                                    {
-                                        // Closed at shutdown, or the disk failed: the batch's
-                                        // bytes are not acknowledged, so they are read again.
-                                        if !matches!(e, buffer::BufferError::Closed) {
-                                            error!(error = %e, "cannot buffer a batch; stopping this input");
-                                        }
-                                        return;
-                                    }
+            let (tail_config, pods, format) = config.file_input(input);
+            let checkpoints = config.data_dir.join("checkpoints");
+            std::fs::create_dir_all(&checkpoints)?;
+            let (tailer, chunks) =
+                Tailer::start(tail_config, checkpoints.join(format!("{name}.json")))?;
+            tail_metrics.push((name.clone(), tailer.metrics()));
+            persisted.insert(name.clone(), tailer.persisted());
+            let mut pipeline = PodLogPipeline::new(
+                AgentIdentity {
+                    agent: agent_name.clone(),
+                    node: node.clone(),
+                    cluster: config.cluster.clone(),
+                },
+                pods,
+                name.clone(),
+                resume,
+                tailer.ack_handle(),
+                Arc::clone(&metrics),
+            )
+            .with_format(format);
+            let buffer = Arc::clone(&buffer);
+            let in_flight = Arc::clone(&in_flight);
+            let metrics = Arc::clone(&metrics);
+            let level = config.batch.zstd_level;
+            let handle = std::thread::Builder::new()
+                .name(format!("kestrel-pipeline-{name}"))
+                .spawn(move || {
+                    while let Some(chunk) = chunks.recv() {
+                        for pending in pipeline.process(chunk) {
+                            if let Err(e) =
+                                buffer_batch(&buffer, &in_flight, &metrics, pending, level)
+                            {
+                                // Closed at shutdown, or the disk failed: the batch's bytes
+                                // are not acknowledged, so they are read again.
+                                if !matches!(e, buffer::BufferError::Closed) {
+                                    error!(error = %e, "cannot buffer a batch; stopping this input");
                                 }
+                                return;
                             }
-                        })?;
-                    tailers.push(tailer);
-                    pipelines.push(handle);
-                }
-            }
+                        }
+                    }
+                })?;
+            tailers.push(tailer);
+            pipelines.push(handle);
         }
         let shipper = Arc::new(Shipper::new(
             client,
