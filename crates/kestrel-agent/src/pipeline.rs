@@ -326,8 +326,8 @@ impl PodLogPipeline {
         builder.tickets.push(ticket.hold());
         state.carry_start = None;
 
+        metrics.lines_read.inc_by(u64::from(chunk.lines));
         for line in chunk.lines() {
-            metrics.lines_read.inc();
             if use_resume && resume.cover(&stream_key, line.start, line.end, &ticket) {
                 // Already in a buffered batch that is being re-sent: close the current batch
                 // before it, and start the next one after it.
@@ -356,44 +356,54 @@ impl PodLogPipeline {
                     continue;
                 }
             }
-            let parsed = if bytes[0] == b'{' {
-                parse_docker(bytes)
-                    .map(|d| {
-                        (
-                            d.time,
-                            d.stream,
-                            d.partial,
-                            d.message.into_owned().into_bytes(),
-                        )
-                    })
-                    .map_err(|e| (e.kind(), e.to_string()))
-            } else {
-                parse_cri(bytes)
-                    .map(|c| (c.time, c.stream, c.partial, c.message.to_vec()))
-                    .map_err(|e| (e.kind(), e.to_string()))
-            };
-            let (time, stream, partial, message) = match parsed {
-                Ok(p) => p,
-                Err((kind, reason)) => {
-                    metrics.parse_errors.inc();
-                    builder.dead_letter(DeadLetter {
-                        time: kestrel_event::time::now_nanos(),
-                        source: "pod_logs".into(),
-                        kind: kind.into(),
-                        reason,
-                        location: Some(format!("{path_text}:{}", line.start)),
-                        size_bytes: bytes.len() as i64,
-                        payload: String::from_utf8_lossy(&bytes[..bytes.len().min(64 * 1024)])
-                            .into_owned(),
-                    });
-                    continue;
-                }
-            };
+            // Docker's message may need unescaping (an owned string); CRI's is borrowed from
+            // the chunk, so a plain CRI line is never copied before it becomes a record.
+            let docker;
+            let (time, stream, partial, message): (i64, LogStream, bool, &[u8]) =
+                if bytes[0] == b'{' {
+                    match parse_docker(bytes) {
+                        Ok(d) => {
+                            docker = d;
+                            (
+                                docker.time,
+                                docker.stream,
+                                docker.partial,
+                                docker.message.as_bytes(),
+                            )
+                        }
+                        Err(e) => {
+                            builder.bad_container_line(
+                                e.kind(),
+                                e.to_string(),
+                                &path_text,
+                                line.start,
+                                bytes,
+                                &metrics,
+                            );
+                            continue;
+                        }
+                    }
+                } else {
+                    match parse_cri(bytes) {
+                        Ok(c) => (c.time, c.stream, c.partial, c.message),
+                        Err(e) => {
+                            builder.bad_container_line(
+                                e.kind(),
+                                e.to_string(),
+                                &path_text,
+                                line.start,
+                                bytes,
+                                &metrics,
+                            );
+                            continue;
+                        }
+                    }
+                };
             let slot = stream_slot(stream);
             if state.pending_start[slot].is_none() && partial {
                 state.pending_start[slot] = Some(line.start);
             }
-            if let Some(merged) = state.merger.push(time, stream, partial, &message) {
+            if let Some(merged) = state.merger.push(time, stream, partial, message) {
                 state.pending_start[stream_slot(merged.stream)] = None;
                 if merged.invalid_utf8 {
                     metrics.invalid_utf8_lines.inc();
@@ -462,6 +472,25 @@ impl BatchBuilder {
 
     fn dead_letter(&mut self, d: DeadLetter) {
         self.batch.dead_letters.push(d);
+    }
+
+    fn bad_container_line(
+        &mut self,
+        kind: &str,
+        reason: String,
+        path: &str,
+        offset: u64,
+        bytes: &[u8],
+        metrics: &AgentMetrics,
+    ) {
+        self.reject(
+            "pod_logs",
+            kind,
+            reason,
+            format!("{path}:{offset}"),
+            bytes,
+            metrics,
+        );
     }
 
     fn reject(
@@ -594,6 +623,184 @@ impl BatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AgentConfig;
+    use crate::tail::{ChunkReceiver, Tailer};
+
+    const POD: &str = "pods/shop_web-1_1f2e3d4c-aaaa-bbbb-cccc-123456789abc/nginx";
+
+    /// Writes `lines` to a pod log and starts a tailer with small chunks over it.
+    fn tail(
+        dir: &Path,
+        lines: &[String],
+        max_chunk: usize,
+    ) -> (Tailer, ChunkReceiver, PodLogPipeline, Arc<ResumeRanges>) {
+        tail_with(dir, lines, max_chunk, &[])
+    }
+
+    fn tail_with(
+        dir: &Path,
+        lines: &[String],
+        max_chunk: usize,
+        buffered: &[BatchMeta],
+    ) -> (Tailer, ChunkReceiver, PodLogPipeline, Arc<ResumeRanges>) {
+        let pod = dir.join(POD);
+        std::fs::create_dir_all(&pod).unwrap();
+        let mut text = lines.join("\n");
+        text.push('\n');
+        std::fs::write(pod.join("0.log"), text).unwrap();
+        let yaml = format!(
+            "server: {{url: http://127.0.0.1:9}}\ndata_dir: {}\ninputs:\n  - type: pod_logs\n    path: {}\n    max_line_bytes: 512\n",
+            dir.join("agent").display(),
+            dir.join("pods").display()
+        );
+        let config = AgentConfig::from_yaml(&yaml).unwrap();
+        let (mut tail, input, _) = config.file_input(&config.inputs[0]);
+        tail.max_chunk_bytes = max_chunk;
+        tail.inotify = false;
+        let (tailer, rx) = Tailer::start(tail, dir.join("checkpoints.json")).unwrap();
+        let resume = Arc::new(ResumeRanges::new("pod_logs", buffered));
+        let pipeline = PodLogPipeline::new(
+            AgentIdentity {
+                agent: "node-1".into(),
+                ..Default::default()
+            },
+            input,
+            "pod_logs".into(),
+            Arc::clone(&resume),
+            tailer.ack_handle(),
+            Arc::new(AgentMetrics::default()),
+        );
+        (tailer, rx, pipeline, resume)
+    }
+
+    /// Feeds chunks until the file's `total` bytes were read; returns the batches.
+    fn drain(
+        rx: &ChunkReceiver,
+        pipeline: &mut PodLogPipeline,
+        total: u64,
+    ) -> (Vec<PendingBatch>, FileKey) {
+        let mut out = Vec::new();
+        let mut key = None;
+        let mut read = 0;
+        while read < total {
+            let chunk = rx
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .expect("a chunk");
+            key = Some(chunk.file);
+            read = read.max(chunk.end);
+            out.extend(pipeline.process(chunk));
+        }
+        (out, key.unwrap())
+    }
+
+    fn cri(i: usize, tag: &str, msg: &str) -> String {
+        format!(
+            "2026-11-20T09:00:{:02}.{:09}Z stdout {tag} {msg}",
+            i % 60,
+            i
+        )
+    }
+
+    #[test]
+    fn split_lines_across_chunks_stay_whole_and_ranges_tile_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lines = Vec::new();
+        let mut expected = Vec::new();
+        for i in 0..300 {
+            if i % 7 == 3 {
+                // A line the runtime split into three parts.
+                lines.push(cri(i, "P", &format!("long-{i}-a-")));
+                lines.push(cri(i, "P", "b-"));
+                lines.push(cri(i, "F", "c"));
+                expected.push(format!("long-{i}-a-b-c"));
+            } else {
+                lines.push(cri(i, "F", &format!("line {i}")));
+                expected.push(format!("line {i}"));
+            }
+        }
+        let total = lines.iter().map(|l| l.len() as u64 + 1).sum();
+        // Chunks of ~700 bytes: split lines often straddle two chunks.
+        let (tailer, rx, mut pipeline, _) = tail(dir.path(), &lines, 700);
+        let (batches, key) = drain(&rx, &mut pipeline, total);
+        let got: Vec<String> = batches
+            .iter()
+            .flat_map(|b| b.batch.container_logs.iter().map(|l| l.message.clone()))
+            .collect();
+        assert_eq!(got, expected);
+        // Batch ranges follow each other without gap or overlap, and ids are content-derived.
+        for pair in batches.windows(2) {
+            assert_eq!(pair[0].batch.end, pair[1].batch.start);
+        }
+        assert_eq!(batches.last().unwrap().batch.end, total);
+        for b in &batches {
+            let o = &b.batch.origin;
+            assert_eq!(
+                b.batch.id,
+                batch_id(&o.agent, &o.input, &o.stream, b.batch.start, b.batch.end)
+            );
+            assert_eq!(o.pod.as_ref().unwrap().namespace.as_deref(), Some("shop"));
+        }
+        // The tailer's checkpoint moves only when batches are acknowledged, in any order.
+        let ack = tailer.ack_handle();
+        let mut tickets: Vec<Arc<Ticket>> =
+            batches.into_iter().rev().flat_map(|b| b.tickets).collect();
+        assert_eq!(ack.checkpoint(key), Some(0));
+        let last = tickets.remove(0);
+        tickets.iter().for_each(|t| t.release());
+        assert!(ack.checkpoint(key).unwrap() < total);
+        last.release();
+        assert_eq!(ack.checkpoint(key), Some(total));
+        tailer.shutdown().unwrap();
+    }
+
+    #[test]
+    fn lines_of_buffered_batches_are_skipped_and_wait_for_their_ack() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines: Vec<String> = (0..100)
+            .map(|i| cri(i, "F", &format!("line {i}")))
+            .collect();
+        let offsets: Vec<u64> = lines
+            .iter()
+            .scan(0u64, |at, l| {
+                *at += l.len() as u64 + 1;
+                Some(*at)
+            })
+            .collect();
+        let total = *offsets.last().unwrap();
+        // A first run sent lines 0..40 as one batch, which is still in the disk buffer. The
+        // file's key is known once the tailer identified it, so the resume ranges are set
+        // after the first chunk arrives (before it is processed).
+        let (tailer, rx, mut pipeline, _) = tail(dir.path(), &lines, 1 << 20);
+        let first = rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap();
+        let stream = first.file.to_string();
+        // Rebuild the pipeline with the buffered range now that the key is known.
+        let buffered = [BatchMeta {
+            id: batch_id("node-1", "pod_logs", &stream, 0, offsets[39]),
+            input: "pod_logs".into(),
+            stream: stream.clone(),
+            start: 0,
+            end: offsets[39],
+            records: 40,
+        }];
+        let resume = Arc::new(ResumeRanges::new("pod_logs", &buffered));
+        pipeline.resume = Arc::clone(&resume);
+        let key = first.file;
+        let batches = pipeline.process(first);
+        assert_eq!(batches.len(), 1, "only the lines after the buffered batch");
+        let b = &batches[0].batch;
+        assert_eq!((b.start, b.end), (offsets[39], total));
+        assert_eq!(b.container_logs.len(), 60);
+        assert_eq!(b.container_logs[0].message, "line 40");
+        let ack = tailer.ack_handle();
+        for t in &batches[0].tickets {
+            t.release();
+        }
+        // The chunk also holds the buffered batch's lines: it waits for that batch.
+        assert_eq!(ack.checkpoint(key), Some(0));
+        resume.acked(&stream, &buffered[0].id);
+        assert_eq!(ack.checkpoint(key), Some(total));
+        tailer.shutdown().unwrap();
+    }
 
     #[test]
     fn pod_identity_comes_from_the_path() {
