@@ -43,9 +43,11 @@ pub async fn run(args: AgentBenchArgs) -> Result<()> {
 
 /// A server in this process on a temporary data directory, and an ingest token for it.
 async fn local_server(dir: &Path) -> Result<(String, String, tokio::sync::oneshot::Sender<()>)> {
-    let mut config = ServerConfig::default();
-    config.data_dir = dir.join("server");
-    config.listen = "127.0.0.1:0".parse()?;
+    let config = ServerConfig {
+        data_dir: dir.join("server"),
+        listen: "127.0.0.1:0".parse()?,
+        ..ServerConfig::default()
+    };
     std::fs::create_dir_all(&config.data_dir)?;
     let tokens = TokenStore::open(&kestrel_server::state_db_path(&config.data_dir))?;
     let token = tokens.create("bench-agent", Role::Ingest)?;
