@@ -7,7 +7,7 @@ use aho_corasick::AhoCorasick;
 use regex::Regex;
 
 use crate::diag::{ErrorKind, ItemKind, ItemRef, Location, RuleError};
-use crate::eval::{Matcher, Node, NumOp, StrSet};
+use crate::eval::{DynOp, Matcher, Node, NumOp, StrSet};
 use crate::fields::{FieldError, FieldSpec, IndexKey, Registry};
 use crate::loader::{CondText, Defs, ExcItem, ExceptionDef};
 use crate::parse::{self, Expr, FieldRef, Literal, Op, Operand, Span};
@@ -293,6 +293,44 @@ impl<'a> Compiler<'a> {
         operand: &Operand,
         ctx: Ctx<'_>,
     ) -> Result<Node, Box<RuleError>> {
+        let spec = self.resolve(field, ctx)?;
+        let bad = |msg: String, span: Span| self.error(ctx, span, ErrorKind::Compile(msg));
+        if let Operand::Field(rhs) = operand {
+            let dynop = match op {
+                Op::Eq => DynOp::Eq,
+                Op::Ne => DynOp::Ne,
+                Op::Lt => DynOp::Num(NumOp::Lt),
+                Op::Le => DynOp::Num(NumOp::Le),
+                Op::Gt => DynOp::Num(NumOp::Gt),
+                Op::Ge => DynOp::Num(NumOp::Ge),
+                Op::In => DynOp::In,
+                Op::Intersects => DynOp::Intersects,
+                Op::Contains => DynOp::Contains,
+                Op::IContains => DynOp::IContains,
+                Op::StartsWith => DynOp::StartsWith,
+                Op::EndsWith => DynOp::EndsWith,
+                _ => {
+                    return Err(bad(
+                        format!("operator {op:?} cannot compare with `val(...)`").to_lowercase(),
+                        rhs.span,
+                    ))
+                }
+            };
+            let rhs_spec = self.resolve(rhs, ctx)?;
+            let slot = self.registry.slot_named(spec, field.to_string());
+            let rhs = self.registry.slot_named(rhs_spec, rhs.to_string());
+            return Ok(Node::CheckField {
+                slot,
+                op: dynop,
+                rhs,
+            });
+        }
+        let matcher = self.matcher(field, op, operand, ctx)?;
+        let slot = self.registry.slot_named(spec, field.to_string());
+        Ok(Node::Check { slot, matcher })
+    }
+
+    fn resolve(&self, field: &FieldRef, ctx: Ctx<'_>) -> Result<FieldSpec, Box<RuleError>> {
         let spec = FieldSpec::resolve(&field.name, field.arg.as_deref()).map_err(|e| {
             let kind = match e {
                 FieldError::Unknown => ErrorKind::UnknownField(field.to_string()),
@@ -305,8 +343,18 @@ impl<'a> Compiler<'a> {
             };
             self.error(ctx, field.span, kind)
         })?;
+        Ok(spec.with_transforms(&field.transforms))
+    }
+
+    fn matcher(
+        &self,
+        field: &FieldRef,
+        op: Op,
+        operand: &Operand,
+        ctx: Ctx<'_>,
+    ) -> Result<Matcher, Box<RuleError>> {
         let bad = |msg: String, span: Span| self.error(ctx, span, ErrorKind::Compile(msg));
-        let matcher = match (op, operand) {
+        Ok(match (op, operand) {
             (Op::Exists, _) => Matcher::Exists,
             (op, Operand::List(items)) if op.takes_list() => {
                 let vals = self.expand(items);
@@ -330,6 +378,7 @@ impl<'a> Compiler<'a> {
                 ));
             }
             (_, Operand::None) => return Err(bad("missing value".into(), field.span)),
+            (_, Operand::Field(_)) => unreachable!("field operands handled by the caller"),
             (op, Operand::Single(l)) => {
                 let v = l.text.as_str();
                 match op {
@@ -343,6 +392,7 @@ impl<'a> Compiler<'a> {
                             .ascii_case_insensitive(true)
                             .build([v])
                             .map_err(|e| bad(e.to_string(), l.span))?,
+                        v.into(),
                     ),
                     Op::Lt | Op::Le | Op::Gt | Op::Ge => {
                         let n: f64 = v
@@ -356,9 +406,23 @@ impl<'a> Compiler<'a> {
                         };
                         Matcher::Num(nop, n)
                     }
+                    Op::BContains | Op::BStartsWith => {
+                        let bytes = hex_bytes(v).ok_or_else(|| {
+                            bad(
+                                format!("`{v}` is not hexadecimal bytes (e.g. 68656c6c6f)"),
+                                l.span,
+                            )
+                        })?;
+                        if op == Op::BContains {
+                            Matcher::BContains(bytes.into())
+                        } else {
+                            Matcher::BStartsWith(bytes.into())
+                        }
+                    }
                     Op::Regex | Op::Glob | Op::IGlob => {
                         let pat = match op {
-                            Op::Regex => v.to_string(),
+                            // Falco (RE2) matches the whole value.
+                            Op::Regex => format!("^(?:{v})$"),
                             Op::Glob => glob_to_regex(v),
                             _ => format!("(?i){}", glob_to_regex(v)),
                         };
@@ -370,9 +434,7 @@ impl<'a> Compiler<'a> {
                     _ => unreachable!("list and unary operators handled above"),
                 }
             }
-        };
-        let slot = self.registry.slot(spec);
-        Ok(Node::Check { slot, matcher })
+        })
     }
 
     /// Parses `%field` references in an output into segments.
@@ -411,7 +473,7 @@ impl<'a> Compiler<'a> {
             }
             let full = &after[..consumed];
             segs.push(Seg::Field {
-                slot: self.registry.slot(spec),
+                slot: self.registry.slot_named(spec, after[..consumed].to_string()),
                 name: full.to_string(),
             });
             rest = &after[consumed..];
@@ -455,7 +517,13 @@ fn merge_alternatives(nodes: Vec<Node>) -> Vec<Node> {
                     if let Ok(ac) = AhoCorasick::new(&contains[slot]) {
                         out.push(Node::Check {
                             slot: *slot,
-                            matcher: Matcher::ContainsAny(ac),
+                            matcher: Matcher::ContainsAny(
+                                ac,
+                                contains[slot]
+                                    .iter()
+                                    .map(|s| s.clone().into_boxed_str())
+                                    .collect(),
+                            ),
                         });
                     }
                 }
@@ -480,6 +548,18 @@ fn merge_alternatives(nodes: Vec<Node>) -> Vec<Node> {
         }
     }
     out
+}
+
+/// `bcontains`/`bstartswith` operands: hex digits, two per byte (spaces allowed between bytes).
+fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+    let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if digits.is_empty() || digits.len() % 2 != 0 {
+        return None;
+    }
+    digits
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
+        .collect()
 }
 
 fn glob_to_regex(g: &str) -> String {

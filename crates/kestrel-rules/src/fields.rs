@@ -4,8 +4,11 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use base64::Engine as _;
 use kestrel_event::AuditEvent;
 use serde_json::Value;
+
+use crate::parse::Transform;
 
 /// The value of a field on one event.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,11 +117,12 @@ pub enum IndexKey {
     Stage,
 }
 
-/// A resolved field: what it reads plus its `[argument]`.
+/// A resolved field: what it reads, its `[argument]` and the transformers applied to it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FieldSpec {
     kind: Kind,
     arg: Option<String>,
+    transforms: Vec<Transform>,
 }
 
 /// Why a field name could not be resolved.
@@ -187,10 +191,11 @@ fn lookup(name: &str) -> Option<(Kind, ArgRule)> {
         "ka.response.code" => (ResponseCode, A::None),
         "ka.response.reason" => (ResponseReason, A::None),
         "ka.useragent" => (UserAgent, A::None),
-        "ka.sourceips" => (SourceIps, A::None),
-        "jevt.value" => (JevtValue, A::Required),
-        "jevt.obj" => (JevtObj, A::None),
-        "jevt.rawtime" => (JevtRawtime, A::None),
+        "ka.sourceips" => (SourceIps, A::Index),
+        // The json plugin's fields, under both of their names.
+        "jevt.value" | "json.value" => (JevtValue, A::Required),
+        "jevt.obj" | "json.obj" => (JevtObj, A::None),
+        "jevt.rawtime" | "json.rawtime" => (JevtRawtime, A::None),
         "jevt.time" => (JevtTime, A::None),
         _ => {
             let rest = name.strip_prefix("ka.req.pod.")?;
@@ -232,12 +237,22 @@ impl FieldSpec {
             _ => Ok(FieldSpec {
                 kind,
                 arg: arg.map(str::to_string),
+                transforms: Vec::new(),
             }),
         }
     }
 
+    /// The same field with transformers applied (innermost first).
+    pub fn with_transforms(mut self, transforms: &[Transform]) -> FieldSpec {
+        self.transforms = transforms.to_vec();
+        self
+    }
+
     /// The index fact this field provides, if any.
     pub fn index_key(&self) -> Option<IndexKey> {
+        if !self.transforms.is_empty() {
+            return None;
+        }
         match (&self.kind, self.arg.as_deref()) {
             (Kind::Verb, _) => Some(IndexKey::Verb),
             (Kind::TargetResource, _) => Some(IndexKey::Resource),
@@ -248,6 +263,9 @@ impl FieldSpec {
 
     /// Whether the field can hold several values on one event.
     pub fn is_list(&self) -> bool {
+        if self.transforms.contains(&Transform::Len) {
+            return false;
+        }
         matches!(
             self.kind,
             Kind::UserGroups
@@ -268,18 +286,32 @@ impl FieldSpec {
 #[derive(Debug, Default, Clone)]
 pub struct Registry {
     specs: Vec<FieldSpec>,
+    names: Vec<String>,
     by_spec: HashMap<FieldSpec, usize>,
 }
 
 impl Registry {
+    /// The slot of a field, named by its spec's debug form.
     pub fn slot(&mut self, spec: FieldSpec) -> usize {
+        let name = format!("{spec:?}");
+        self.slot_named(spec, name)
+    }
+
+    /// The slot of a field; `name` is how the rules spell it (kept from its first use).
+    pub fn slot_named(&mut self, spec: FieldSpec, name: String) -> usize {
         if let Some(&s) = self.by_spec.get(&spec) {
             return s;
         }
         let s = self.specs.len();
         self.specs.push(spec.clone());
+        self.names.push(name);
         self.by_spec.insert(spec, s);
         s
+    }
+
+    /// The field's name as written in the rules (`tolower(ka.user.name)`).
+    pub fn name(&self, slot: usize) -> &str {
+        &self.names[slot]
     }
 
     pub fn spec(&self, slot: usize) -> &FieldSpec {
@@ -373,7 +405,10 @@ impl<'r, 'e> Extractor<'r, 'e> {
     /// The value of the field in `slot`, extracted on first use.
     pub fn get(&mut self, slot: usize) -> &Val<'e> {
         if self.cache[slot].is_none() {
-            let v = self.extract(slot);
+            let mut v = self.extract(slot);
+            for t in &self.registry.spec(slot).transforms {
+                v = transform(*t, v);
+            }
             self.cache[slot] = Some(v);
         }
         self.cache[slot].as_ref().unwrap()
@@ -422,18 +457,19 @@ impl<'r, 'e> Extractor<'r, 'e> {
             Kind::AuthDecision => opt(e.annotations.get("authorization.k8s.io/decision")),
             Kind::AuthReason => opt(e.annotations.get("authorization.k8s.io/reason")),
             Kind::UserAgent => opt(e.user_agent.as_ref()),
-            Kind::SourceIps => {
-                if e.source_ips.is_empty() {
-                    Val::NA
-                } else {
-                    Val::Many(
-                        e.source_ips
-                            .iter()
-                            .map(|g| Cow::Borrowed(g.as_str()))
-                            .collect(),
-                    )
-                }
-            }
+            Kind::SourceIps => match index_arg(arg) {
+                _ if e.source_ips.is_empty() => Val::NA,
+                Some(i) => e
+                    .source_ips
+                    .get(i)
+                    .map_or(Val::NA, |ip| Val::Many(vec![Cow::Borrowed(ip.as_str())])),
+                None => Val::Many(
+                    e.source_ips
+                        .iter()
+                        .map(|g| Cow::Borrowed(g.as_str()))
+                        .collect(),
+                ),
+            },
             Kind::ResponseCode => match e.response_code() {
                 Some(c) => Val::One(Cow::Owned(c.to_string())),
                 None => Val::NA,
@@ -589,6 +625,34 @@ impl<'r, 'e> Extractor<'r, 'e> {
     }
 }
 
+/// Applies one transformer, as Falco does: to each value of a list, except `len`, which counts
+/// the values of a list and the bytes of a string.
+fn transform(t: Transform, v: Val<'_>) -> Val<'_> {
+    let one = |s: Cow<'_, str>| -> Option<String> {
+        Some(match t {
+            Transform::ToLower => s.to_lowercase(),
+            Transform::ToUpper => s.to_uppercase(),
+            Transform::Basename => s.rsplit('/').next().unwrap_or_default().to_string(),
+            Transform::B64 => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(s.trim().as_bytes())
+                    .ok()?;
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            Transform::Len => s.len().to_string(),
+        })
+    };
+    match (t, v) {
+        (_, Val::NA) => Val::NA,
+        (Transform::Len, Val::Many(vs)) => Val::One(Cow::Owned(vs.len().to_string())),
+        (_, Val::One(s)) => one(s).map_or(Val::NA, |s| Val::One(Cow::Owned(s))),
+        (_, Val::Many(vs)) => {
+            let out: Option<Vec<_>> = vs.into_iter().map(|s| one(s).map(Cow::Owned)).collect();
+            out.map_or(Val::NA, Val::Many)
+        }
+    }
+}
+
 fn event_nanos(e: &AuditEvent) -> i64 {
     match e.event_time() {
         Some(t) => t.timestamp_nanos_opt().unwrap_or_default(),
@@ -645,8 +709,12 @@ fn pod_attr(req: Option<&Value>, list: PodList, attr: CAttr, idx: Option<usize>)
                     CAttr::RunAsGroup => "runAsGroup",
                     _ => "procMount",
                 };
-                if let Some(v) = get(Some(c), &["securityContext", key]) {
-                    out.push(json_str(v));
+                match get(Some(c), &["securityContext", key]) {
+                    Some(v) => out.push(json_str(v)),
+                    // As Falco's plugin: a container without the setting makes the whole list
+                    // unavailable, except for `privileged`, where it is skipped.
+                    None if attr != CAttr::Privileged => return Val::NA,
+                    None => {}
                 }
             }
             CAttr::EffRunAsUser | CAttr::EffRunAsGroup => {
@@ -670,6 +738,9 @@ fn pod_attr(req: Option<&Value>, list: PodList, attr: CAttr, idx: Option<usize>)
                     }
                 }
             }
+            // Falco's plugin gives each container's list as one JSON text (and nothing when a
+            // container has none); Kestrel gives the capabilities themselves, so that
+            // `intersects (SYS_ADMIN)` works, and skips containers without any.
             CAttr::AddCapabilities => {
                 if let Some(Value::Array(caps)) =
                     get(Some(c), &["securityContext", "capabilities", "add"])

@@ -76,6 +76,26 @@ pub struct RuleMatch {
     pub output_fields: BTreeMap<String, String>,
 }
 
+/// How a rule compiled, for `kestrel rules explain`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    pub rule: String,
+    pub file: String,
+    pub source: String,
+    pub priority: Priority,
+    pub active: bool,
+    /// The compiled condition (macros inlined, lists expanded, exceptions added); `None` for a
+    /// rule that is not evaluated (disabled, or of another source).
+    pub condition: Option<String>,
+    /// Every field the condition and the output read, in first-use order.
+    pub fields: Vec<String>,
+    /// The verbs, resources and stages an event must have for the rule to be tried (`None`:
+    /// any).
+    pub verbs: Option<Vec<String>>,
+    pub resources: Option<Vec<String>>,
+    pub stages: Option<Vec<String>>,
+}
+
 #[derive(Debug)]
 struct Active {
     rule: String,
@@ -252,6 +272,39 @@ impl RuleSet {
     /// Number of rules that are evaluated.
     pub fn active_len(&self) -> usize {
         self.active.len()
+    }
+
+    /// How the rule named `name` compiled; `None` when no such rule is loaded.
+    pub fn explain(&self, name: &str) -> Option<Explanation> {
+        let info = self.infos.iter().find(|r| r.name == name)?;
+        let active = self.active.iter().find(|a| a.rule == name);
+        let mut slots = Vec::new();
+        if let Some(a) = active {
+            a.node.slots(&mut slots);
+            slots.extend(a.output.iter().filter_map(|s| match s {
+                Seg::Field { slot, .. } => Some(*slot),
+                Seg::Lit(_) => None,
+            }));
+        }
+        let mut fields: Vec<String> = Vec::new();
+        for s in slots {
+            let n = self.registry.name(s).to_string();
+            if !fields.contains(&n) {
+                fields.push(n);
+            }
+        }
+        Some(Explanation {
+            rule: info.name.clone(),
+            file: info.file.clone(),
+            source: info.source.clone(),
+            priority: info.priority,
+            active: info.active,
+            condition: active.map(|a| a.node.describe(&|s| self.registry.name(s).to_string())),
+            fields,
+            verbs: active.and_then(|a| a.facts.verb.clone()),
+            resources: active.and_then(|a| a.facts.resource.clone()),
+            stages: active.and_then(|a| a.facts.stage.clone()),
+        })
     }
 
     /// Evaluates the active rules against one event.

@@ -187,17 +187,73 @@ const RULE_KEYS: &[&str] = &[
     "capture_duration",
 ];
 
+/// Byte offsets of the top-level items: lines starting with `- ` at the indentation of the
+/// file's first item (some files, such as Falco's legacy ruleset, indent the whole list).
 fn item_starts(raw: &str) -> Vec<usize> {
     let mut out = Vec::new();
     let mut off = 0;
+    let mut indent: Option<usize> = None;
     for line in raw.split_inclusive('\n') {
         let l = line.trim_end_matches(['\n', '\r']);
-        if l == "-" || l.starts_with("- ") {
+        let t = l.trim_start_matches(' ');
+        let ind = l.len() - t.len();
+        if indent.is_none() && (t == "-" || t.starts_with("- ")) {
+            indent = Some(ind);
+        }
+        if Some(ind) == indent && (t == "-" || t.starts_with("- ")) {
             out.push(off);
         }
         off += line.len();
     }
     out
+}
+
+/// Falco plugins whose fields Kestrel provides: the k8saudit family (Kubernetes audit events from
+/// any cloud) and `json` (`json.*`/`jevt.*`).
+pub const KNOWN_PLUGINS: &[&str] = &[
+    "k8saudit",
+    "k8saudit-aks",
+    "k8saudit-eks",
+    "k8saudit-gke",
+    "k8saudit-ovh",
+    "json",
+];
+
+/// Checks `required_plugin_versions`: each entry (or one of its `alternatives`) must name a
+/// plugin Kestrel stands in for; versions are not compared, since Kestrel implements the fields
+/// itself.
+fn check_plugins(v: &Value) -> Result<(), String> {
+    let Value::Sequence(entries) = v else {
+        return Err("`required_plugin_versions` must be a list".into());
+    };
+    let mut unknown = Vec::new();
+    for e in entries {
+        let Value::Mapping(m) = e else {
+            return Err("each required plugin must be a mapping with `name` and `version`".into());
+        };
+        let it = Item { map: m };
+        let name = it.string("name")?.ok_or("a required plugin without `name`")?;
+        it.string("version")?
+            .ok_or_else(|| format!("required plugin `{name}` without `version`"))?;
+        let mut names = vec![name];
+        if let Some(Value::Sequence(alts)) = it.get("alternatives") {
+            for a in alts {
+                if let Some(n) = a.get("name").and_then(scalar_string) {
+                    names.push(n);
+                }
+            }
+        }
+        if !names.iter().any(|n| KNOWN_PLUGINS.contains(&n.as_str())) {
+            unknown.push(names[0].clone());
+        }
+    }
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "requires Falco plugin(s) {unknown:?}, whose fields Kestrel does not provide; rules using them will not load"
+        ))
+    }
 }
 
 /// Byte offset right after `key:` within `[from, to)` of `raw`, on a line of its own or after
@@ -340,10 +396,25 @@ pub fn load(sources: &[(String, String)], defs: &mut Defs, report: &mut LoadRepo
                 load_macro(&it, defs, loc.clone(), cond_piece("condition"))
             } else if it.get("list").is_some() {
                 load_list(&it, defs)
-            } else if it.get("required_engine_version").is_some()
-                || it.get("required_plugin_versions").is_some()
-            {
+            } else if let Some(v) = it.get("required_plugin_versions") {
+                if let Err(message) = check_plugins(v) {
+                    report.warnings.push(RuleWarning {
+                        location: loc.clone(),
+                        item: None,
+                        message,
+                    });
+                }
                 Ok(())
+            } else if let Some(v) = it.get("required_engine_version") {
+                match v {
+                    Value::Number(_) => Ok(()),
+                    Value::String(s) if s.split('.').all(|p| p.parse::<u32>().is_ok()) => Ok(()),
+                    _ => Err((
+                        None,
+                        "`required_engine_version` must be a number or a version like 0.31.0"
+                            .to_string(),
+                    )),
+                }
             } else {
                 let keys: Vec<String> = map.keys().filter_map(scalar_string).collect();
                 report.warnings.push(RuleWarning {

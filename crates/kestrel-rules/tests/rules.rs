@@ -1,7 +1,11 @@
-//! Integration tests: the bundled pack over hand-written events, Falco's upstream audit rules
-//! over Falco's traces, load diagnostics, and a throughput measurement (ignored by default).
+//! Integration tests: the bundled pack over hand-written events, Falco's own rules and captures
+//! (`falco_compat`), the rule language (`language`), load diagnostics, and a throughput
+//! measurement (ignored by default).
 
 use std::path::PathBuf;
+
+#[path = "rules/falco_compat.rs"]
+mod falco_compat;
 
 use kestrel_event::AuditEvent;
 use kestrel_rules::{ErrorKind, RuleMatching, RuleSet};
@@ -299,179 +303,6 @@ fn other_sources_load_inactive_and_disabled_rules_do_not_fire() {
     assert!(rs.evaluate_audit(&e).is_empty());
 }
 
-// ---- Falco compatibility --------------------------------------------------------------------
-
-const FALCO: &str = "../../../shared/compat/falco";
-
-fn falco_rules() -> Option<(RuleSet, kestrel_rules::LoadReport)> {
-    let path = manifest(&format!("{FALCO}/k8s_audit_rules.yaml"));
-    let text = std::fs::read_to_string(&path).ok()?;
-    Some(RuleSet::from_sources(&[src("k8s_audit_rules.yaml", &text)]))
-}
-
-fn trace(name: &str) -> Vec<AuditEvent> {
-    let text = std::fs::read_to_string(manifest(&format!("{FALCO}/traces/{name}"))).unwrap();
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-#[test]
-fn falco_upstream_rules_load() {
-    let Some((rs, report)) = falco_rules() else {
-        eprintln!("shared/compat not present, skipping");
-        return;
-    };
-    let loaded = rs.rules().len();
-    eprintln!("falco k8s_audit_rules.yaml: {loaded} of 48 rules loaded\n{report}");
-    assert!(report.is_ok(), "{report}");
-    assert_eq!(loaded, 48);
-}
-
-#[test]
-fn falco_traces_fire_the_expected_rules() {
-    let Some((rs, _)) = falco_rules() else {
-        return;
-    };
-    let cases = [
-        ("create_nginx_pod_privileged.json", "Create Privileged Pod"),
-        (
-            "create_nginx_pod_privileged_2nd_container.json",
-            "Create Privileged Pod",
-        ),
-        (
-            "attach_cluster_admin_role.json",
-            "Attach to cluster-admin Role",
-        ),
-        (
-            "anonymous_creates_namespace_foo.json",
-            "Anonymous Request Allowed",
-        ),
-        (
-            "create_nginx_pod_hostnetwork.json",
-            "Create HostNetwork Pod",
-        ),
-        (
-            "create_nginx_pod_sensitive_mount.json",
-            "Create Sensitive Mount Pod",
-        ),
-        (
-            "create_nginx_service_nodeport.json",
-            "Create NodePort Service",
-        ),
-        (
-            "create_configmap_sensitive_values.json",
-            "Create/Modify Configmap With Private Credentials",
-        ),
-        ("exec_pod.json", "Attach/Exec Pod"),
-        ("attach_pod.json", "Attach/Exec Pod"),
-        (
-            "create_cluster_role_wildcard_verbs.json",
-            "ClusterRole With Wildcard Created",
-        ),
-        (
-            "create_cluster_role_pod_exec.json",
-            "ClusterRole With Pod Exec Created",
-        ),
-        (
-            "create_pod_kube_system_namespace.json",
-            "Pod Created in Kube Namespace",
-        ),
-        (
-            "some-user_creates_namespace_foo.json",
-            "Create Disallowed Namespace",
-        ),
-        (
-            "modify_cluster_role_node_problem_detector.json",
-            "System ClusterRole Modified/Deleted",
-        ),
-        ("create_deployment.json", "K8s Deployment Created"),
-    ];
-    let mut failures = Vec::new();
-    for (file, rule) in cases {
-        let fired: Vec<String> = trace(file)
-            .iter()
-            .flat_map(|e| rs.evaluate_audit(e))
-            .map(|m| m.rule)
-            .collect();
-        if !fired.iter().any(|r| r == rule) {
-            failures.push(format!("{file}: expected {rule:?}, fired {fired:?}"));
-        }
-    }
-    let quiet = [
-        (
-            "create_nginx_pod_unprivileged.json",
-            "Create Privileged Pod",
-        ),
-        (
-            "create_nginx_pod_nohostnetwork.json",
-            "Create HostNetwork Pod",
-        ),
-        (
-            "create_nginx_pod_unsensitive_mount.json",
-            "Create Sensitive Mount Pod",
-        ),
-        (
-            "create_nginx_service_nonodeport.json",
-            "Create NodePort Service",
-        ),
-        (
-            "create_configmap_no_sensitive_values.json",
-            "Create/Modify Configmap With Private Credentials",
-        ),
-    ];
-    for (file, rule) in quiet {
-        let fired: Vec<String> = trace(file)
-            .iter()
-            .flat_map(|e| rs.evaluate_audit(e))
-            .map(|m| m.rule)
-            .collect();
-        if fired.iter().any(|r| r == rule) {
-            failures.push(format!("{file}: {rule:?} must not fire"));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-#[test]
-fn falco_snippets_and_legacy_rules_load_beside_upstream() {
-    let base = manifest(FALCO);
-    let Ok(legacy) = std::fs::read_to_string(base.join("snippets/legacy_falco_rules_v1_0_1.yaml"))
-    else {
-        return;
-    };
-    let main = std::fs::read_to_string(base.join("k8s_audit_rules.yaml")).unwrap();
-    let allow = std::fs::read_to_string(base.join("snippets/allow_namespace_foo.yaml")).unwrap();
-    let trust = std::fs::read_to_string(base.join("snippets/trust_nginx_container.yaml")).unwrap();
-    let (rs, report) = RuleSet::from_sources(&[
-        src("legacy.yaml", &legacy),
-        src("k8s_audit_rules.yaml", &main),
-        src("allow_namespace_foo.yaml", &allow),
-        src("trust_nginx_container.yaml", &trust),
-    ]);
-    eprintln!("{report}");
-    assert!(report.failed_rules().is_empty(), "{report}");
-    let fired: Vec<String> = trace("some-user_creates_namespace_foo.json")
-        .iter()
-        .flat_map(|e| rs.evaluate_audit(e))
-        .map(|m| m.rule)
-        .collect();
-    assert!(
-        !fired.iter().any(|r| r == "Create Disallowed Namespace"),
-        "{fired:?}"
-    );
-    let fired: Vec<String> = trace("create_nginx_pod_privileged.json")
-        .iter()
-        .flat_map(|e| rs.evaluate_audit(e))
-        .map(|m| m.rule)
-        .collect();
-    assert!(
-        !fired.iter().any(|r| r == "Create Privileged Pod"),
-        "{fired:?}"
-    );
-}
-
 // ---- Throughput -----------------------------------------------------------------------------
 
 /// `cargo test --release -p kestrel-rules --test rules -- --ignored --nocapture throughput`
@@ -532,7 +363,9 @@ fn throughput() {
     let secs = start.elapsed().as_secs_f64();
     let n = (rounds * events.len()) as f64;
     eprintln!("bundled pack: {:.0} events/s ({} matches)", n / secs, fired);
-    let text = std::fs::read_to_string(manifest(&format!("{FALCO}/k8s_audit_rules.yaml")));
+    let text = std::fs::read_to_string(manifest(
+        "../../../shared/compat/falco/k8s_audit_rules.yaml",
+    ));
     if let Ok(text) = text {
         let (rs, _) = RuleSet::from_sources(&[src("falco.yaml", &text)]);
         let start = std::time::Instant::now();
