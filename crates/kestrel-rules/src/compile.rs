@@ -215,7 +215,11 @@ impl<'a> Compiler<'a> {
                         n => out.push(n),
                     }
                 }
-                Ok(Node::And(out.into()))
+                Ok(if out.len() == 1 {
+                    out.pop().expect("one item")
+                } else {
+                    Node::And(out.into())
+                })
             }
             Expr::Or(v) => {
                 let mut out = Vec::with_capacity(v.len());
@@ -225,7 +229,12 @@ impl<'a> Compiler<'a> {
                         n => out.push(n),
                     }
                 }
-                Ok(Node::Or(merge_alternatives(out).into()))
+                let mut out = merge_alternatives(out);
+                Ok(if out.len() == 1 {
+                    out.pop().expect("one item")
+                } else {
+                    Node::Or(out.into())
+                })
             }
             Expr::Not(x) => Ok(Node::Not(Box::new(self.expr(x, ctx, stack)?))),
             Expr::Macro { name, span } => {
@@ -473,7 +482,9 @@ impl<'a> Compiler<'a> {
             }
             let full = &after[..consumed];
             segs.push(Seg::Field {
-                slot: self.registry.slot_named(spec, after[..consumed].to_string()),
+                slot: self
+                    .registry
+                    .slot_named(spec, after[..consumed].to_string()),
                 name: full.to_string(),
             });
             rest = &after[consumed..];
@@ -553,7 +564,7 @@ fn merge_alternatives(nodes: Vec<Node>) -> Vec<Node> {
 /// `bcontains`/`bstartswith` operands: hex digits, two per byte (spaces allowed between bytes).
 fn hex_bytes(s: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.is_empty() || digits.len() % 2 != 0 {
+    if digits.is_empty() || !digits.len().is_multiple_of(2) {
         return None;
     }
     digits

@@ -204,8 +204,7 @@ impl Matcher {
 
 fn quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| !(c.is_whitespace() || "()\",'".contains(c)))
     {
         s.to_string()
@@ -245,7 +244,10 @@ impl Matcher {
             Matcher::IContains(_, s) => format!("icontains {}", quote(s)),
             Matcher::StartsWith(s) => format!("startswith {}", quote(s)),
             Matcher::StartsWithAny(v) => {
-                format!("startswith any of {}", list(v.iter().map(|s| s.to_string())))
+                format!(
+                    "startswith any of {}",
+                    list(v.iter().map(|s| s.to_string()))
+                )
             }
             Matcher::EndsWith(s) => format!("endswith {}", quote(s)),
             Matcher::BContains(b) => format!("bcontains {}", hex(b)),

@@ -232,7 +232,9 @@ fn check_plugins(v: &Value) -> Result<(), String> {
             return Err("each required plugin must be a mapping with `name` and `version`".into());
         };
         let it = Item { map: m };
-        let name = it.string("name")?.ok_or("a required plugin without `name`")?;
+        let name = it
+            .string("name")?
+            .ok_or("a required plugin without `name`")?;
         it.string("version")?
             .ok_or_else(|| format!("required plugin `{name}` without `version`"))?;
         let mut names = vec![name];

@@ -481,7 +481,10 @@ impl<'a> Parser<'a> {
             });
         }
         self.skip_ws();
-        if self.call_of(&["val", "tolower", "toupper", "b64", "basename", "len"]).is_some() {
+        if self
+            .call_of(&["val", "tolower", "toupper", "b64", "basename", "len"])
+            .is_some()
+        {
             return self.field_operand(field, op);
         }
         let operand = if self.peek() == Some('(') {
@@ -711,7 +714,9 @@ mod tests {
             "(tolower(ka.user.name) Eq alice)"
         );
         assert_eq!(
-            show(&p("toupper(basename(ka.uri)) startswith X and len(ka.user.groups) > 2")),
+            show(&p(
+                "toupper(basename(ka.uri)) startswith X and len(ka.user.groups) > 2"
+            )),
             "(and (toupper(basename(ka.uri)) StartsWith X) (len(ka.user.groups) Gt 2))"
         );
         let e = p("ka.target.namespace = val(ka.user.name)");

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 #[path = "rules/falco_compat.rs"]
 mod falco_compat;
+#[path = "rules/language.rs"]
+mod language;
 
 use kestrel_event::AuditEvent;
 use kestrel_rules::{ErrorKind, RuleMatching, RuleSet};

@@ -85,14 +85,16 @@ fn read_events(path: &Path) -> Result<(Vec<AuditEvent>, usize)> {
             .is_some_and(|v| v.get("kind").and_then(|k| k.as_str()) == Some("EventList"))
         || (first == Some(&b'{') && serde_json::from_slice::<serde_json::Value>(&data).is_ok());
     let batch = if is_list {
-        parse_event_list(&data, &cfg, &name, now)
-            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?
+        parse_event_list(&data, &cfg, &name, now).map_err(|e| anyhow::anyhow!("{name}: {e}"))?
     } else {
         parse_json_lines(&data, 1, &cfg, &name, now)
     };
     for d in &batch.dead_letters {
         let at = d.location.as_deref().unwrap_or("input");
-        eprintln!("warning: {name}: {at}: not an audit event ({}): {}", d.kind, d.reason);
+        eprintln!(
+            "warning: {name}: {at}: not an audit event ({}): {}",
+            d.kind, d.reason
+        );
     }
     Ok((batch.events, batch.dead_letters.len()))
 }

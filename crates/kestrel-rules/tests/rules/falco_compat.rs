@@ -52,8 +52,8 @@ fn rule_file(dir: &std::path::Path, short: &str) -> (String, String) {
         "v4" => "snippets/engine_v4_k8s_audit_rules.yaml".to_string(),
         other => format!("snippets/{other}.yaml"),
     };
-    let text = std::fs::read_to_string(dir.join(&rel))
-        .unwrap_or_else(|e| panic!("reading {rel}: {e}"));
+    let text =
+        std::fs::read_to_string(dir.join(&rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"));
     (rel, text)
 }
 
@@ -577,7 +577,8 @@ fn falco_regression_cases_fire_exactly_as_falco() {
     let mut failures = Vec::new();
     let mut checked = 0;
     for case in CASES {
-        let sources: Vec<(String, String)> = case.files.iter().map(|f| rule_file(&dir, f)).collect();
+        let sources: Vec<(String, String)> =
+            case.files.iter().map(|f| rule_file(&dir, f)).collect();
         let (rs, report) = RuleSet::from_sources(&sources);
         if !report.is_ok() {
             failures.push(format!("{}: load errors:\n{report}", case.name));
@@ -649,13 +650,13 @@ fn falco_rule_files_load_without_errors_in_falco_order() {
         audit.iter().filter(|r| r.enabled).count(),
         "{report}"
     );
-    assert!(rs.rules().iter().any(|r| r.source == "syscall" && !r.active));
+    assert!(rs
+        .rules()
+        .iter()
+        .any(|r| r.source == "syscall" && !r.active));
     // The plugin requirements name Falco's plugins: accepted silently.
     assert!(
-        !report
-            .warnings
-            .iter()
-            .any(|w| w.message.contains("plugin")),
+        !report.warnings.iter().any(|w| w.message.contains("plugin")),
         "{report}"
     );
     // And every one of the 48 upstream rules loads alone too, with the engine-v4 rules after it.
