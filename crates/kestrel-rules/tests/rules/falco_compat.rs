@@ -608,20 +608,18 @@ fn falco_regression_cases_fire_exactly_as_falco() {
             ));
         }
         match case.falco_asserts {
-            Some((rule, n, prio)) => {
-                if fired.get(rule) != Some(&n) || !priorities.contains(&prio) {
-                    failures.push(format!(
-                        "{}: Falco's test wants {n} x {rule:?} at {prio}, fired {fired:?}",
-                        case.name
-                    ));
-                }
+            Some((rule, n, prio)) if fired.get(rule) != Some(&n) || !priorities.contains(&prio) => {
+                failures.push(format!(
+                    "{}: Falco's test wants {n} x {rule:?} at {prio}, fired {fired:?}",
+                    case.name
+                ));
             }
-            None if case.name == "fal_01_003" => {
-                if trace.not_recognized != 1 || !trace.events.is_empty() {
-                    failures.push(format!("{}: the bad capture must be refused", case.name));
-                }
+            None if case.name == "fal_01_003"
+                && (trace.not_recognized != 1 || !trace.events.is_empty()) =>
+            {
+                failures.push(format!("{}: the bad capture must be refused", case.name));
             }
-            None => {}
+            _ => {}
         }
         checked += 1;
     }
