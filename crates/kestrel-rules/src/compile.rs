@@ -9,8 +9,9 @@ use regex::Regex;
 use crate::diag::{ErrorKind, ItemKind, ItemRef, Location, RuleError};
 use crate::eval::{DynOp, Matcher, Node, NumOp, StrSet};
 use crate::fields::{FieldError, FieldSpec, IndexKey, Registry};
-use crate::loader::{CondText, Defs, ExcItem, ExceptionDef};
+use crate::loader::{CondText, Defs, ExcItem, ExceptionDef, RuleDef, StatefulKindDef};
 use crate::parse::{self, Expr, FieldRef, Literal, Op, Operand, Span};
+use crate::stateful::{StateKind, StateSpec, SuppressSpec};
 
 /// One segment of a rendered output.
 #[derive(Debug, Clone)]
@@ -444,6 +445,118 @@ impl<'a> Compiler<'a> {
                 }
             }
         })
+    }
+
+    /// Compiles a rule's stateful key and `suppress`: group-by fields to slots, sequence steps
+    /// to conditions.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn stateful(
+        &mut self,
+        r: &RuleDef,
+        sources: &[(String, String)],
+    ) -> Result<(Option<StateSpec>, Option<SuppressSpec>), Box<RuleError>> {
+        let item = ItemRef {
+            kind: ItemKind::Rule,
+            name: r.name.clone(),
+        };
+        let file = sources
+            .iter()
+            .position(|(n, _)| *n == r.loc.file)
+            .unwrap_or(0);
+        let detached = CondText::detached(String::new(), file, r.loc.line);
+        let ctx = Ctx {
+            cond: &detached,
+            item: &item,
+        };
+        let fail = |msg: String| {
+            Box::new(RuleError {
+                location: r.loc.clone(),
+                item: Some(item.clone()),
+                rule: None,
+                kind: ErrorKind::Compile(msg),
+            })
+        };
+        let mut slots = |fields: &[String], what: &str| -> Result<Vec<usize>, Box<RuleError>> {
+            let mut out = Vec::new();
+            for f in fields {
+                let fr = parse::parse_field(f)
+                    .map_err(|e| fail(format!("`{what}` field `{f}`: {}", e.message)))?;
+                let spec = self
+                    .resolve(&fr, ctx)
+                    .map_err(|e| fail(format!("`{what}`: {}", e.kind)))?;
+                out.push(self.registry.slot_named(spec, fr.to_string()));
+            }
+            Ok(out)
+        };
+        let suppress = match &r.suppress {
+            Some(d) => Some(SuppressSpec {
+                window: d.window,
+                group_by: slots(&d.group_by, "suppress.group_by")?,
+                max_keys: d.max_keys,
+            }),
+            None => None,
+        };
+        let Some(def) = &r.stateful else {
+            return Ok((None, suppress));
+        };
+        let group_by = slots(&def.group_by, "group_by")?;
+        let kind = match &def.kind {
+            StatefulKindDef::Threshold { count, window } => StateKind::Threshold {
+                count: *count,
+                window: *window,
+            },
+            StatefulKindDef::FirstSeen { history, learn } => StateKind::FirstSeen {
+                history: *history,
+                learn: *learn,
+            },
+            StatefulKindDef::Baseline {
+                bucket,
+                history,
+                warmup,
+                threshold,
+                min_count,
+            } => StateKind::Baseline {
+                bucket: *bucket,
+                history: *history,
+                warmup: *warmup,
+                threshold: *threshold,
+                min_count: *min_count,
+            },
+            StatefulKindDef::Sequence { steps, within } => {
+                let mut nodes = Vec::new();
+                for (i, text) in steps.iter().enumerate() {
+                    let cond = CondText::detached(text.clone(), file, r.loc.line);
+                    let ctx = Ctx {
+                        cond: &cond,
+                        item: &item,
+                    };
+                    let expr = parse::parse_condition(text).map_err(|e| {
+                        fail(format!(
+                            "sequence step {}: syntax error: {}",
+                            i + 1,
+                            e.message
+                        ))
+                    })?;
+                    let mut stack = Vec::new();
+                    let node = self
+                        .expr(&expr, ctx, &mut stack)
+                        .map_err(|e| fail(format!("sequence step {}: {}", i + 1, e.kind)))?;
+                    nodes.push(node);
+                }
+                StateKind::Sequence {
+                    steps: nodes,
+                    within: *within,
+                }
+            }
+        };
+        Ok((
+            Some(StateSpec {
+                kind,
+                group_by,
+                max_keys: def.max_keys,
+            }),
+            suppress,
+        ))
     }
 
     /// Parses `%field` references in an output into segments.

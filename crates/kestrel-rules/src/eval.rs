@@ -108,10 +108,15 @@ impl StrSet {
         }
     }
 
+    /// The items: in written order for a small set, sorted for a hashed one.
     pub fn items(&self) -> Vec<String> {
         match self {
             StrSet::Small(v) => v.iter().map(|s| s.to_string()).collect(),
-            StrSet::Hashed(h) => h.iter().map(|s| s.to_string()).collect(),
+            StrSet::Hashed(h) => {
+                let mut v: Vec<String> = h.iter().map(|s| s.to_string()).collect();
+                v.sort();
+                v
+            }
         }
     }
 }

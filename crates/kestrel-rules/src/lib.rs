@@ -16,6 +16,7 @@ pub mod fields;
 pub mod loader;
 pub mod parse;
 pub mod priority;
+pub mod stateful;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -24,6 +25,7 @@ use serde::Serialize;
 
 pub use diag::{ErrorKind, ItemKind, ItemRef, LoadReport, Location, RuleError, RuleWarning};
 pub use priority::{ParsePriorityError, Priority};
+pub use stateful::{Detector, RestoreReport, Snapshot, StateStats};
 
 use compile::{Compiler, Facts, Seg};
 use eval::Node;
@@ -74,6 +76,10 @@ pub struct RuleMatch {
     pub source: String,
     /// Every `%field` used in the output, with its value.
     pub output_fields: BTreeMap<String, String>,
+    /// How many matches this alert stands for: 1 for a plain rule, the matches in the window
+    /// for a `threshold`, the steps of a `sequence`, plus the alerts a `suppress` window
+    /// merged into this one.
+    pub count: u64,
 }
 
 /// How a rule compiled, for `kestrel rules explain`.
@@ -104,6 +110,8 @@ struct Active {
     node: Node,
     output: Vec<Seg>,
     facts: Facts,
+    state: Option<stateful::StateSpec>,
+    suppress: Option<stateful::SuppressSpec>,
 }
 
 /// A compiled, indexed set of rules.
@@ -189,12 +197,30 @@ impl RuleSet {
                         continue;
                     }
                 };
+                let (state, suppress) = match compiler.stateful(r, sources) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        report.errors.push(*e);
+                        continue;
+                    }
+                };
                 infos.push(RuleInfo {
                     active: r.enabled,
                     ..info
                 });
                 if r.enabled {
-                    let facts = compile::facts(&node, compiler.registry);
+                    let facts = match &state {
+                        Some(stateful::StateSpec {
+                            kind: stateful::StateKind::Sequence { steps, .. },
+                            ..
+                        }) => compile::facts(
+                            &eval::Node::And(
+                                vec![node.clone(), eval::Node::Or(steps.clone().into())].into(),
+                            ),
+                            compiler.registry,
+                        ),
+                        _ => compile::facts(&node, compiler.registry),
+                    };
                     active.push(Active {
                         rule: r.name.clone(),
                         priority: r.priority,
@@ -202,6 +228,8 @@ impl RuleSet {
                         node,
                         output,
                         facts,
+                        state,
+                        suppress,
                     });
                 }
             }
@@ -307,15 +335,46 @@ impl RuleSet {
         })
     }
 
-    /// Evaluates the active rules against one event.
+    /// Whether the rule named `name` is loaded with a stateful key or `suppress`.
+    pub fn is_stateful(&self, name: &str) -> bool {
+        self.active
+            .iter()
+            .any(|a| a.rule == name && (a.state.is_some() || a.suppress.is_some()))
+    }
+
+    /// Evaluates the stateless active rules against one event. Rules with a stateful key
+    /// (`threshold`, `sequence`, `first_seen`, `baseline`) need a [`Detector`] and are skipped
+    /// here; `suppress` is ignored.
     pub fn evaluate_audit(&self, event: &AuditEvent) -> Vec<RuleMatch> {
+        let mut out = Vec::new();
+        self.each_candidate(event, |r, x| {
+            if r.state.is_some() {
+                return true;
+            }
+            match self.fire(r, x) {
+                Some(m) => {
+                    out.push(m);
+                    self.matching == RuleMatching::All
+                }
+                None => true,
+            }
+        });
+        out
+    }
+
+    /// Calls `f` for each rule the index admits for `event`, in load order, sharing one field
+    /// cache, until `f` returns false.
+    fn each_candidate<'s>(
+        &'s self,
+        event: &AuditEvent,
+        mut f: impl FnMut(&'s Active, &mut Extractor<'_, '_>) -> bool,
+    ) {
         let cands: &[u32] = self
             .by_verb
             .get(event.verb.as_str())
             .unwrap_or(&self.other_verbs);
-        let mut out = Vec::new();
         if cands.is_empty() {
-            return out;
+            return;
         }
         let resource = event.object_ref_field(|o| o.resource.as_ref());
         let stage = (!event.stage.is_empty()).then_some(event.stage.as_str());
@@ -326,14 +385,15 @@ impl RuleSet {
                 continue;
             }
             let x = x.get_or_insert_with(|| Extractor::new(&self.registry, event));
-            if r.node.eval(x) {
-                out.push(render(r, x));
-                if self.matching == RuleMatching::First {
-                    break;
-                }
+            if !f(r, x) {
+                break;
             }
         }
-        out
+    }
+
+    /// The rule's alert when its condition holds.
+    fn fire(&self, r: &Active, x: &mut Extractor<'_, '_>) -> Option<RuleMatch> {
+        r.node.eval(x).then(|| render(r, x))
     }
 }
 
@@ -357,6 +417,7 @@ fn render(r: &Active, x: &mut Extractor<'_, '_>) -> RuleMatch {
         tags: r.tags.clone(),
         source: K8S_AUDIT_SOURCE.to_string(),
         output_fields,
+        count: 1,
     }
 }
 

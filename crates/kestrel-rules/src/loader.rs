@@ -34,6 +34,19 @@ impl CondText {
         }
     }
 
+    /// Condition text known only by its file and line (e.g. a sequence step).
+    pub fn detached(text: String, file: usize, line: Option<u32>) -> Self {
+        CondText::new(
+            text,
+            Piece {
+                at: 0,
+                file,
+                raw_start: None,
+                line,
+            },
+        )
+    }
+
     fn append(&mut self, text: &str, mut piece: Piece) {
         self.text.push(' ');
         piece.at = self.text.len();
@@ -157,7 +170,200 @@ pub struct RuleDef {
     pub source: String,
     pub exceptions: Vec<ExceptionDef>,
     pub skip_if_unknown_filter: bool,
+    /// Kestrel's stateful key (`threshold`, `sequence`, `first_seen` or `baseline`), if any.
+    pub stateful: Option<StatefulDef>,
+    /// Kestrel's `suppress` key, if any.
+    pub suppress: Option<SuppressDef>,
     pub loc: Location,
+}
+
+/// A stateful rule key as written (durations in ns).
+#[derive(Debug, Clone)]
+pub enum StatefulKindDef {
+    Threshold {
+        count: u64,
+        window: i64,
+    },
+    Sequence {
+        steps: Vec<String>,
+        within: i64,
+    },
+    FirstSeen {
+        history: i64,
+        learn: i64,
+    },
+    Baseline {
+        bucket: i64,
+        history: usize,
+        warmup: usize,
+        threshold: f64,
+        min_count: u64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct StatefulDef {
+    pub kind: StatefulKindDef,
+    /// Fields whose values form the group key.
+    pub group_by: Vec<String>,
+    pub max_keys: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct SuppressDef {
+    pub window: i64,
+    pub group_by: Vec<String>,
+    pub max_keys: usize,
+}
+
+/// The stateful keys a rule may carry (Kestrel extensions).
+pub const STATEFUL_KEYS: &[&str] = &["threshold", "sequence", "first_seen", "baseline"];
+
+fn duration_ns(m: &Item<'_>, key: &str, what: &str) -> Result<Option<i64>, String> {
+    let Some(text) = m.string(key)? else {
+        return Ok(None);
+    };
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("`{what}.{key}`: {e} (write a duration like \"30s\", \"5m\", \"1h\", \"7d\")")
+    })?;
+    if d.is_zero() {
+        return Err(format!("`{what}.{key}` must be longer than zero"));
+    }
+    Ok(Some(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)))
+}
+
+fn number<T: std::str::FromStr>(m: &Item<'_>, key: &str, what: &str) -> Result<Option<T>, String> {
+    match m.string(key)? {
+        None => Ok(None),
+        Some(t) => t
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("`{what}.{key}` must be a number")),
+    }
+}
+
+fn only_keys(m: &Mapping, allowed: &[&str], what: &str) -> Result<(), String> {
+    for k in m.keys().filter_map(scalar_string) {
+        if !allowed.contains(&k.as_str()) {
+            return Err(format!(
+                "unknown key `{what}.{k}` (expected one of: {})",
+                allowed.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn stateful(it: &Item<'_>) -> Result<Option<StatefulDef>, String> {
+    let given: Vec<&str> = STATEFUL_KEYS
+        .iter()
+        .copied()
+        .filter(|k| it.get(k).is_some())
+        .collect();
+    let what = match given.as_slice() {
+        [] => return Ok(None),
+        [one] => *one,
+        _ => return Err(format!("a rule takes one of {given:?}, not several")),
+    };
+    let Some(Value::Mapping(map)) = it.get(what) else {
+        return Err(format!("`{what}` must be a mapping"));
+    };
+    let m = Item { map };
+    let need = |o: Option<i64>, k: &str| o.ok_or_else(|| format!("`{what}.{k}` is required"));
+    let group_key = if what == "first_seen" {
+        "fields"
+    } else {
+        "group_by"
+    };
+    let group_by = m.strings(group_key)?.unwrap_or_default();
+    let max_keys = number(&m, "max_keys", what)?.unwrap_or(crate::stateful::DEFAULT_MAX_KEYS);
+    if max_keys == 0 {
+        return Err(format!("`{what}.max_keys` must be at least 1"));
+    }
+    let kind = match what {
+        "threshold" => {
+            only_keys(map, &["count", "window", "group_by", "max_keys"], what)?;
+            let count: u64 = number(&m, "count", what)?.ok_or("`threshold.count` is required")?;
+            if count == 0 {
+                return Err("`threshold.count` must be at least 1".into());
+            }
+            StatefulKindDef::Threshold {
+                count,
+                window: need(duration_ns(&m, "window", what)?, "window")?,
+            }
+        }
+        "sequence" => {
+            only_keys(map, &["steps", "within", "group_by", "max_keys"], what)?;
+            let steps = m.strings("steps")?.unwrap_or_default();
+            if steps.len() < 2 {
+                return Err("`sequence.steps` needs at least two conditions".into());
+            }
+            StatefulKindDef::Sequence {
+                steps,
+                within: need(duration_ns(&m, "within", what)?, "within")?,
+            }
+        }
+        "first_seen" => {
+            only_keys(map, &["fields", "history", "learn", "max_keys"], what)?;
+            if group_by.is_empty() {
+                return Err("`first_seen.fields` needs at least one field".into());
+            }
+            StatefulKindDef::FirstSeen {
+                history: need(duration_ns(&m, "history", what)?, "history")?,
+                learn: duration_ns(&m, "learn", what)?.unwrap_or(0),
+            }
+        }
+        _ => {
+            only_keys(
+                map,
+                &[
+                    "bucket",
+                    "history",
+                    "warmup",
+                    "threshold",
+                    "min_count",
+                    "group_by",
+                    "max_keys",
+                ],
+                what,
+            )?;
+            let history: usize = number(&m, "history", what)?.unwrap_or(24);
+            let warmup: usize = number(&m, "warmup", what)?.unwrap_or(history.min(12));
+            if history == 0 || warmup > history {
+                return Err("`baseline.history` must be at least 1 and at least `warmup`".into());
+            }
+            StatefulKindDef::Baseline {
+                bucket: need(duration_ns(&m, "bucket", what)?, "bucket")?,
+                history,
+                warmup,
+                threshold: number(&m, "threshold", what)?.unwrap_or(3.5),
+                min_count: number(&m, "min_count", what)?.unwrap_or(1),
+            }
+        }
+    };
+    Ok(Some(StatefulDef {
+        kind,
+        group_by,
+        max_keys,
+    }))
+}
+
+fn suppress(it: &Item<'_>) -> Result<Option<SuppressDef>, String> {
+    let Some(v) = it.get("suppress") else {
+        return Ok(None);
+    };
+    let Value::Mapping(map) = v else {
+        return Err("`suppress` must be a mapping".into());
+    };
+    only_keys(map, &["window", "group_by", "max_keys"], "suppress")?;
+    let m = Item { map };
+    let max_keys = number(&m, "max_keys", "suppress")?.unwrap_or(crate::stateful::DEFAULT_MAX_KEYS);
+    Ok(Some(SuppressDef {
+        window: duration_ns(&m, "window", "suppress")?.ok_or("`suppress.window` is required")?,
+        group_by: m.strings("group_by")?.unwrap_or_default(),
+        max_keys: max_keys.max(1),
+    }))
 }
 
 /// Everything defined by the loaded files.
@@ -185,6 +391,11 @@ const RULE_KEYS: &[&str] = &[
     "skip-if-unknown-filter",
     "capture",
     "capture_duration",
+    "threshold",
+    "sequence",
+    "first_seen",
+    "baseline",
+    "suppress",
 ];
 
 /// Byte offsets of the top-level items: lines starting with `- ` at the indentation of the
@@ -639,6 +850,8 @@ fn load_rule(
     let source = it.string("source").map_err(err)?;
     let skip = it.boolean("skip-if-unknown-filter").map_err(err)?;
     let exc = exceptions(it).map_err(err)?;
+    let state = stateful(it).map_err(err)?;
+    let sup = suppress(it).map_err(err)?;
     let append = it.boolean("append").map_err(err)?.unwrap_or(false);
     let ov = overrides(it).map_err(err)?;
 
@@ -687,6 +900,12 @@ fn load_rule(
         }
         if let Some(e) = enabled {
             r.enabled = e;
+        }
+        if state.is_some() {
+            r.stateful = state;
+        }
+        if sup.is_some() {
+            r.suppress = sup;
         }
         if mode("exceptions") == Some("replace") {
             r.exceptions = exc;
@@ -757,6 +976,8 @@ fn load_rule(
         source: source.unwrap_or_else(|| "syscall".to_string()),
         exceptions: exc,
         skip_if_unknown_filter: skip.unwrap_or(false),
+        stateful: state,
+        suppress: sup,
         loc,
     };
     match existing {

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 mod falco_compat;
 #[path = "rules/language.rs"]
 mod language;
+#[path = "rules/stateful.rs"]
+mod stateful;
 
 use kestrel_event::AuditEvent;
 use kestrel_rules::{ErrorKind, RuleMatching, RuleSet};
