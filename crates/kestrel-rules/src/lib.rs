@@ -16,6 +16,7 @@ pub mod fields;
 pub mod loader;
 pub mod parse;
 pub mod priority;
+pub mod ruletest;
 pub mod stateful;
 
 use std::collections::{BTreeMap, HashMap};

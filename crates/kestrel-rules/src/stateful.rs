@@ -7,6 +7,7 @@
 //! serde data that the caller persists and restores: this crate does no I/O.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use kestrel_event::AuditEvent;
 use serde::{Deserialize, Serialize};
@@ -136,7 +137,7 @@ pub struct RestoreReport {
 /// repeated alerts.
 #[derive(Debug)]
 pub struct Detector {
-    rules: RuleSet,
+    rules: Arc<RuleSet>,
     state: HashMap<String, RuleState>,
     evictions: u64,
 }
@@ -216,22 +217,29 @@ impl StateSpec {
 }
 
 impl Detector {
-    pub fn new(rules: RuleSet) -> Detector {
+    pub fn new(rules: impl Into<Arc<RuleSet>>) -> Detector {
         Detector {
-            rules,
+            rules: rules.into(),
             state: HashMap::new(),
             evictions: 0,
         }
     }
 
-    pub fn rules(&self) -> &RuleSet {
+    pub fn rules(&self) -> &Arc<RuleSet> {
         &self.rules
+    }
+
+    /// Swaps in reloaded rules, keeping the state of rules that are still stateful (by name).
+    pub fn set_rules(&mut self, rules: impl Into<Arc<RuleSet>>) {
+        self.rules = rules.into();
+        let rules = &self.rules;
+        self.state.retain(|name, _| rules.is_stateful(name));
     }
 
     /// Evaluates one event at `now` (the event's time, in ns since the epoch).
     pub fn evaluate_audit(&mut self, event: &AuditEvent, now: i64) -> Vec<RuleMatch> {
         let mut out = Vec::new();
-        let rules = &self.rules;
+        let rules: &RuleSet = &self.rules;
         let state = &mut self.state;
         let evictions = &mut self.evictions;
         rules.each_candidate(event, |r, x| {

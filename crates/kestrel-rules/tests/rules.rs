@@ -8,6 +8,8 @@ use std::path::PathBuf;
 mod falco_compat;
 #[path = "rules/language.rs"]
 mod language;
+#[path = "rules/pack.rs"]
+mod pack;
 #[path = "rules/stateful.rs"]
 mod stateful;
 
