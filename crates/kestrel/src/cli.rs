@@ -265,6 +265,14 @@ pub enum RulesAction {
         #[arg(long, short = 'f', value_enum, default_value = "json")]
         format: RulesFormat,
     },
+    /// Run rule unit tests: a YAML file of audit events and the alerts they must raise.
+    Test {
+        /// The test file (`rules:` in it names the rule files, relative to it).
+        file: PathBuf,
+        /// Rule files to test instead of the ones the test file names.
+        #[arg(long = "rules", short = 'r')]
+        rules: Vec<PathBuf>,
+    },
     /// Load rule files and report every error and warning with file, line and column.
     Lint {
         /// Rule files, loaded in order.

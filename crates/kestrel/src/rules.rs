@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use kestrel_event::AuditEvent;
 use kestrel_parse::{parse_event_list, parse_json_lines, AuditParseConfig};
-use kestrel_rules::{LoadReport, RuleMatching, RuleSet, K8S_AUDIT_SOURCE};
+use kestrel_rules::{ruletest, Detector, LoadReport, RuleMatching, RuleSet, K8S_AUDIT_SOURCE};
 use serde::Serialize;
 
 use crate::cli::{RuleMatchingArg, RulesAction, RulesArgs, RulesFormat};
@@ -22,6 +22,7 @@ pub fn run(args: RulesArgs) -> Result<()> {
             format,
         } => run_rules(&rules, &events, &source, rule_matching, format),
         RulesAction::Lint { files } => lint(&files),
+        RulesAction::Test { file, rules } => test(&file, &rules),
         RulesAction::Explain { rule, rules } => explain(&rule, &rules),
     }
 }
@@ -67,6 +68,8 @@ struct Alert<'a> {
     output_fields: &'a std::collections::BTreeMap<String, String>,
     source: &'a str,
     tags: &'a [String],
+    /// Matches this alert stands for (thresholds, suppression); 1 for plain rules.
+    count: u64,
 }
 
 /// Audit events from a file: an `EventList` (or a JSON array of events) or JSON lines.
@@ -115,20 +118,25 @@ fn run_rules(
         RuleMatchingArg::First => RuleMatching::First,
     });
     let (evs, bad) = read_events(events)?;
+    // Stateful rules count with the events' own clock; events without a time use the previous
+    // event's.
+    let mut detector = Detector::new(rs);
+    let mut clock = 0i64;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut alerts = 0usize;
     for e in &evs {
-        let time = e
-            .event_time()
-            .map(|t| kestrel_event::time::to_rfc3339(kestrel_event::time::to_nanos(t)))
-            .unwrap_or_default();
-        for m in rs.evaluate_audit(e) {
+        if let Some(t) = e.event_time() {
+            clock = kestrel_event::time::to_nanos(t);
+        }
+        let time = kestrel_event::time::to_rfc3339(clock);
+        for m in detector.evaluate_audit(e, clock) {
             alerts += 1;
             match format {
                 RulesFormat::Json => {
                     let a = Alert {
                         time: time.clone(),
+                        count: m.count,
                         rule: &m.rule,
                         priority: m.priority.as_str(),
                         output: &m.output,
@@ -149,8 +157,38 @@ fn run_rules(
     eprintln!(
         "{} event(s), {bad} not audit events, {alerts} alert(s) from {} rule(s)",
         evs.len(),
-        rs.active_len()
+        detector.rules().active_len()
     );
+    Ok(())
+}
+
+/// Runs a rule test file (events and expected alerts); its `rules` are read relative to it,
+/// unless `--rules` names the files.
+fn test(file: &Path, rules: &[PathBuf]) -> Result<()> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read rule test file {}", file.display()))?;
+    let parsed = ruletest::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let files: Vec<PathBuf> = if rules.is_empty() {
+        parsed.rules.iter().map(|r| dir.join(r)).collect()
+    } else {
+        rules.to_vec()
+    };
+    let (rs, _) = load(&files)?;
+    let report = ruletest::run(&std::sync::Arc::new(rs), &parsed);
+    for f in &report.failures {
+        println!("FAIL {f}");
+    }
+    if !report.untested_rules.is_empty() {
+        println!(
+            "rules no case expects: {}",
+            report.untested_rules.join(", ")
+        );
+    }
+    println!("{} passed, {} failed", report.passed, report.failures.len());
+    if !report.failures.is_empty() {
+        bail!("{} rule test(s) failed", report.failures.len());
+    }
     Ok(())
 }
 
