@@ -7,7 +7,7 @@ use aho_corasick::AhoCorasick;
 use regex::Regex;
 
 use crate::diag::{ErrorKind, ItemKind, ItemRef, Location, RuleError};
-use crate::eval::{DynOp, Matcher, Node, NumOp, StrSet};
+use crate::eval::{DynOp, Matcher, Node, NumOp, StrSet, NO_CHECK_ID};
 use crate::fields::{FieldError, FieldSpec, IndexKey, Registry};
 use crate::loader::{CondText, Defs, ExcItem, ExceptionDef, RuleDef, StatefulKindDef};
 use crate::parse::{self, Expr, FieldRef, Literal, Op, Operand, Span};
@@ -337,7 +337,11 @@ impl<'a> Compiler<'a> {
         }
         let matcher = self.matcher(field, op, operand, ctx)?;
         let slot = self.registry.slot_named(spec, field.to_string());
-        Ok(Node::Check { slot, matcher })
+        Ok(Node::Check {
+            slot,
+            matcher,
+            id: NO_CHECK_ID,
+        })
     }
 
     fn resolve(&self, field: &FieldRef, ctx: Ctx<'_>) -> Result<FieldSpec, Box<RuleError>> {
@@ -616,7 +620,7 @@ fn merge_alternatives(nodes: Vec<Node>) -> Vec<Node> {
     let mut contains: HashMap<usize, Vec<String>> = HashMap::new();
     let mut starts: HashMap<usize, Vec<String>> = HashMap::new();
     for n in &nodes {
-        if let Node::Check { slot, matcher } = n {
+        if let Node::Check { slot, matcher, .. } = n {
             match matcher {
                 Matcher::Contains(s) => contains.entry(*slot).or_default().push(s.to_string()),
                 Matcher::StartsWith(s) => starts.entry(*slot).or_default().push(s.to_string()),
@@ -636,10 +640,12 @@ fn merge_alternatives(nodes: Vec<Node>) -> Vec<Node> {
             Node::Check {
                 slot,
                 matcher: Matcher::Contains(_),
+                ..
             } if contains.contains_key(slot) => {
                 if done.insert((*slot, true)) {
                     if let Ok(ac) = AhoCorasick::new(&contains[slot]) {
                         out.push(Node::Check {
+                            id: NO_CHECK_ID,
                             slot: *slot,
                             matcher: Matcher::ContainsAny(
                                 ac,
@@ -655,9 +661,11 @@ fn merge_alternatives(nodes: Vec<Node>) -> Vec<Node> {
             Node::Check {
                 slot,
                 matcher: Matcher::StartsWith(_),
+                ..
             } if starts.contains_key(slot) => {
                 if done.insert((*slot, false)) {
                     out.push(Node::Check {
+                        id: NO_CHECK_ID,
                         slot: *slot,
                         matcher: Matcher::StartsWithAny(
                             starts[slot]
@@ -716,7 +724,7 @@ fn glob_to_regex(g: &str) -> String {
 /// The values an indexed field must take for `node` to be true, if the node pins them.
 fn required(node: &Node, reg: &Registry, key: IndexKey) -> Option<HashSet<String>> {
     match node {
-        Node::Check { slot, matcher } if reg.spec(*slot).index_key() == Some(key) => {
+        Node::Check { slot, matcher, .. } if reg.spec(*slot).index_key() == Some(key) => {
             match matcher {
                 Matcher::Eq(s) => Some(HashSet::from([s.to_string()])),
                 Matcher::In(set) | Matcher::Intersects(set) => {

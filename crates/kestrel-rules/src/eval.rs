@@ -1,7 +1,9 @@
 //! Compiled conditions: a tree of field slots and prebuilt matchers, evaluated against the
 //! per-event [`Extractor`] cache.
 
-use std::collections::HashSet;
+// foldhash: these sets are built from rule literals and only looked up with event values, so a
+// fast hasher is safe here (nothing an event sends can grow them).
+use foldhash::HashSet;
 
 use aho_corasick::AhoCorasick;
 use regex::Regex;
@@ -17,6 +19,9 @@ pub enum Node {
     Check {
         slot: usize,
         matcher: Matcher,
+        /// Identical checks (same field, same test) share an id, so that a check inlined into
+        /// many rules by a macro (`kevt`, `pod`, ...) runs once per event.
+        id: u32,
     },
     /// A comparison with another field of the same event (`val(field)`).
     CheckField {
@@ -25,6 +30,9 @@ pub enum Node {
         rhs: usize,
     },
 }
+
+/// The id of a check not yet interned (evaluated without the per-event cache).
+pub const NO_CHECK_ID: u32 = u32::MAX;
 
 /// Operators usable with a `val(field)` right-hand side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,10 +302,22 @@ impl Node {
             Node::And(v) => v.iter().map(group).collect::<Vec<_>>().join(" and "),
             Node::Or(v) => v.iter().map(group).collect::<Vec<_>>().join(" or "),
             Node::Not(n) => format!("not {}", group(n)),
-            Node::Check { slot, matcher } => format!("{} {}", name(*slot), matcher.describe()),
+            Node::Check { slot, matcher, .. } => {
+                format!("{} {}", name(*slot), matcher.describe())
+            }
             Node::CheckField { slot, op, rhs } => {
                 format!("{} {} val({})", name(*slot), op.symbol(), name(*rhs))
             }
+        }
+    }
+
+    /// Gives every check an id shared with identical checks (see [`Node::Check`]).
+    pub fn intern_checks(&mut self, reg: &mut crate::fields::Registry) {
+        match self {
+            Node::And(v) | Node::Or(v) => v.iter_mut().for_each(|n| n.intern_checks(reg)),
+            Node::Not(n) => n.intern_checks(reg),
+            Node::Check { slot, matcher, id } => *id = reg.check_id(*slot, &matcher.describe()),
+            Node::CheckField { .. } => {}
         }
     }
 
@@ -316,7 +336,14 @@ impl Node {
             Node::And(v) => v.iter().all(|n| n.eval(x)),
             Node::Or(v) => v.iter().any(|n| n.eval(x)),
             Node::Not(n) => !n.eval(x),
-            Node::Check { slot, matcher } => matcher.test(x.get(*slot)),
+            Node::Check { slot, matcher, id } => {
+                if let Some(v) = x.check(*id) {
+                    return v;
+                }
+                let v = matcher.test(x.get(*slot));
+                x.set_check(*id, v);
+                v
+            }
             Node::CheckField { slot, op, rhs } => {
                 let r = x.get(*rhs).clone();
                 op.test(x.get(*slot), &r)

@@ -2,7 +2,8 @@
 //! from an [`AuditEvent`], cached per event and shared by every rule that reads the same field.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+
+use foldhash::HashMap;
 
 use base64::Engine as _;
 use kestrel_event::AuditEvent;
@@ -288,6 +289,8 @@ pub struct Registry {
     specs: Vec<FieldSpec>,
     names: Vec<String>,
     by_spec: HashMap<FieldSpec, usize>,
+    /// Interned checks: (slot, test in condition syntax) → id.
+    checks: HashMap<(usize, String), u32>,
 }
 
 impl Registry {
@@ -307,6 +310,12 @@ impl Registry {
         self.names.push(name);
         self.by_spec.insert(spec, s);
         s
+    }
+
+    /// The id shared by every check of `slot` with the same test.
+    pub fn check_id(&mut self, slot: usize, test: &str) -> u32 {
+        let n = self.checks.len() as u32;
+        *self.checks.entry((slot, test.to_string())).or_insert(n)
     }
 
     /// The field's name as written in the rules (`tolower(ka.user.name)`).
@@ -332,6 +341,8 @@ pub struct Extractor<'r, 'e> {
     registry: &'r Registry,
     event: &'e AuditEvent,
     cache: Vec<Option<Val<'e>>>,
+    /// Results of interned checks: 0 not yet evaluated, 1 false, 2 true.
+    checks: Vec<u8>,
     json: Option<Value>,
 }
 
@@ -393,7 +404,9 @@ impl<'r, 'e> Extractor<'r, 'e> {
         Extractor {
             registry,
             event,
-            cache: vec![None; registry.len()],
+            // Grown on demand: most events touch only the first few fields and checks.
+            cache: Vec::new(),
+            checks: Vec::new(),
             json: None,
         }
     }
@@ -402,8 +415,33 @@ impl<'r, 'e> Extractor<'r, 'e> {
         self.event
     }
 
+    /// The cached result of check `id`, if it ran on this event.
+    pub fn check(&self, id: u32) -> Option<bool> {
+        match self.checks.get(id as usize) {
+            Some(1) => Some(false),
+            Some(2) => Some(true),
+            _ => None,
+        }
+    }
+
+    pub fn set_check(&mut self, id: u32, v: bool) {
+        if id == crate::eval::NO_CHECK_ID {
+            return;
+        }
+        let i = id as usize;
+        if i >= self.checks.len() {
+            let n = (i + 1).max(self.checks.len() * 2).max(32);
+            self.checks.resize(n, 0);
+        }
+        self.checks[i] = if v { 2 } else { 1 };
+    }
+
     /// The value of the field in `slot`, extracted on first use.
     pub fn get(&mut self, slot: usize) -> &Val<'e> {
+        if slot >= self.cache.len() {
+            let n = (slot + 1).max(self.cache.len() * 2).max(16);
+            self.cache.resize_with(n, || None);
+        }
         if self.cache[slot].is_none() {
             let mut v = self.extract(slot);
             for t in &self.registry.spec(slot).transforms {

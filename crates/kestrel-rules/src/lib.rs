@@ -19,7 +19,10 @@ pub mod priority;
 pub mod ruletest;
 pub mod stateful;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// The index's keys come from the rules; events only look them up, so a fast hasher is safe.
+use foldhash::HashMap;
 
 use kestrel_event::AuditEvent;
 use serde::Serialize;
@@ -113,6 +116,27 @@ struct Active {
     facts: Facts,
     state: Option<stateful::StateSpec>,
     suppress: Option<stateful::SuppressSpec>,
+    /// The stages the rule admits, as [`stage_bit`]s.
+    stages: u8,
+}
+
+/// One bit per audit stage; unknown stages share the last bit.
+fn stage_bit(stage: Option<&str>) -> u8 {
+    match stage {
+        Some("ResponseComplete") => 1,
+        Some("ResponseStarted") => 2,
+        Some("RequestReceived") => 4,
+        Some("Panic") => 8,
+        Some(_) => 16,
+        None => 32,
+    }
+}
+
+fn stage_mask(stages: &Option<Vec<String>>) -> u8 {
+    match stages {
+        None => u8::MAX,
+        Some(v) => v.iter().fold(0, |m, s| m | stage_bit(Some(s))) & !32,
+    }
 }
 
 /// A compiled, indexed set of rules.
@@ -121,10 +145,8 @@ pub struct RuleSet {
     infos: Vec<RuleInfo>,
     active: Vec<Active>,
     registry: Registry,
-    /// Candidate rules (indexes into `active`, in order) per verb.
-    by_verb: VerbIndex,
-    /// Candidates for verbs no rule names.
-    other_verbs: Box<[u32]>,
+    /// Candidate rules (indexes into `active`, in order) per verb, then per resource.
+    index: Index,
     matching: RuleMatching,
 }
 
@@ -167,7 +189,7 @@ impl RuleSet {
                     infos.push(info);
                     continue;
                 }
-                let node = match compiler.rule(&r.name, &r.cond, &r.exceptions, &r.loc) {
+                let mut node = match compiler.rule(&r.name, &r.cond, &r.exceptions, &r.loc) {
                     Ok(n) => n,
                     Err(e) => {
                         if r.skip_if_unknown_filter && matches!(e.kind, ErrorKind::UnknownField(_))
@@ -198,7 +220,7 @@ impl RuleSet {
                         continue;
                     }
                 };
-                let (state, suppress) = match compiler.stateful(r, sources) {
+                let (mut state, suppress) = match compiler.stateful(r, sources) {
                     Ok(x) => x,
                     Err(e) => {
                         report.errors.push(*e);
@@ -210,6 +232,16 @@ impl RuleSet {
                     ..info
                 });
                 if r.enabled {
+                    node.intern_checks(compiler.registry);
+                    if let Some(stateful::StateSpec {
+                        kind: stateful::StateKind::Sequence { steps, .. },
+                        ..
+                    }) = &mut state
+                    {
+                        steps
+                            .iter_mut()
+                            .for_each(|s| s.intern_checks(compiler.registry));
+                    }
                     let facts = match &state {
                         Some(stateful::StateSpec {
                             kind: stateful::StateKind::Sequence { steps, .. },
@@ -222,7 +254,9 @@ impl RuleSet {
                         ),
                         _ => compile::facts(&node, compiler.registry),
                     };
+                    let stages = stage_mask(&facts.stage);
                     active.push(Active {
+                        stages,
                         rule: r.name.clone(),
                         priority: r.priority,
                         tags: r.tags.clone(),
@@ -252,14 +286,13 @@ impl RuleSet {
         report
             .errors
             .sort_by_key(|e| (order(&e.location.file), e.location.line, e.location.col));
-        let (by_verb, other_verbs) = build_index(&active);
+        let index = Index::build(&active);
         (
             RuleSet {
                 infos,
                 active,
                 registry,
-                by_verb,
-                other_verbs,
+                index,
                 matching: RuleMatching::All,
             },
             report,
@@ -370,19 +403,16 @@ impl RuleSet {
         event: &AuditEvent,
         mut f: impl FnMut(&'s Active, &mut Extractor<'_, '_>) -> bool,
     ) {
-        let cands: &[u32] = self
-            .by_verb
-            .get(event.verb.as_str())
-            .unwrap_or(&self.other_verbs);
+        let resource = event.object_ref_field(|o| o.resource.as_ref());
+        let cands = self.index.candidates(&event.verb, resource);
         if cands.is_empty() {
             return;
         }
-        let resource = event.object_ref_field(|o| o.resource.as_ref());
-        let stage = (!event.stage.is_empty()).then_some(event.stage.as_str());
+        let stage = stage_bit((!event.stage.is_empty()).then_some(event.stage.as_str()));
         let mut x: Option<Extractor<'_, '_>> = None;
         for &i in cands {
             let r = &self.active[i as usize];
-            if !admits(&r.facts.resource, resource) || !admits(&r.facts.stage, stage) {
+            if r.stages & stage == 0 {
                 continue;
             }
             let x = x.get_or_insert_with(|| Extractor::new(&self.registry, event));
@@ -422,34 +452,74 @@ fn render(r: &Active, x: &mut Extractor<'_, '_>) -> RuleMatch {
     }
 }
 
-type VerbIndex = HashMap<Box<str>, Box<[u32]>>;
+/// Candidate rules per resource, for one verb.
+#[derive(Debug, Default)]
+struct ResourceIndex {
+    by_resource: HashMap<Box<str>, Box<[u32]>>,
+    /// For resources no rule names (and events without a resource).
+    other: Box<[u32]>,
+}
 
-fn build_index(active: &[Active]) -> (VerbIndex, Box<[u32]>) {
-    let mut verbs: Vec<&str> = active
-        .iter()
-        .filter_map(|a| a.facts.verb.as_ref())
-        .flatten()
-        .map(String::as_str)
-        .collect();
-    verbs.sort_unstable();
-    verbs.dedup();
-    let by_verb = verbs
-        .iter()
-        .map(|v| {
-            let list: Box<[u32]> = active
+/// The rule index: two hash lookups per event (verb, then resource) give the rules that can
+/// match, in load order; rules that pin neither are in every list.
+#[derive(Debug, Default)]
+struct Index {
+    by_verb: HashMap<Box<str>, ResourceIndex>,
+    other: ResourceIndex,
+}
+
+impl Index {
+    fn build(active: &[Active]) -> Index {
+        let named = |f: fn(&Facts) -> &Option<Vec<String>>| -> Vec<String> {
+            let mut v: Vec<String> = active
+                .iter()
+                .filter_map(|a| f(&a.facts).clone())
+                .flatten()
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let verbs = named(|f| &f.verb);
+        let resources = named(|f| &f.resource);
+        let list = |verb: Option<&str>, resource: Option<&str>| -> Box<[u32]> {
+            active
                 .iter()
                 .enumerate()
-                .filter(|(_, a)| admits(&a.facts.verb, Some(v)))
+                .filter(|(_, a)| {
+                    let v_ok = match verb {
+                        Some(v) => admits(&a.facts.verb, Some(v)),
+                        None => a.facts.verb.is_none(),
+                    };
+                    let r_ok = match resource {
+                        Some(r) => admits(&a.facts.resource, Some(r)),
+                        None => a.facts.resource.is_none(),
+                    };
+                    v_ok && r_ok
+                })
                 .map(|(i, _)| i as u32)
-                .collect();
-            (Box::<str>::from(*v), list)
-        })
-        .collect();
-    let other = active
-        .iter()
-        .enumerate()
-        .filter(|(_, a)| a.facts.verb.is_none())
-        .map(|(i, _)| i as u32)
-        .collect();
-    (by_verb, other)
+                .collect()
+        };
+        let per_verb = |verb: Option<&str>| ResourceIndex {
+            by_resource: resources
+                .iter()
+                .map(|r| (Box::<str>::from(r.as_str()), list(verb, Some(r))))
+                .collect(),
+            other: list(verb, None),
+        };
+        Index {
+            by_verb: verbs
+                .iter()
+                .map(|v| (Box::<str>::from(v.as_str()), per_verb(Some(v))))
+                .collect(),
+            other: per_verb(None),
+        }
+    }
+
+    fn candidates(&self, verb: &str, resource: Option<&str>) -> &[u32] {
+        let v = self.by_verb.get(verb).unwrap_or(&self.other);
+        resource
+            .and_then(|r| v.by_resource.get(r))
+            .unwrap_or(&v.other)
+    }
 }

@@ -121,6 +121,23 @@ pub struct StateStats {
     pub keys: usize,
     /// Keys evicted because a rule's state was full.
     pub evictions: u64,
+    /// Estimated heap bytes of the state (maps, keys, per-key histories).
+    pub approx_bytes: usize,
+}
+
+fn map_bytes(m: &HashMap<String, KeyEntry>) -> usize {
+    let slot = std::mem::size_of::<(String, KeyEntry)>() + 1;
+    m.capacity() * slot
+        + m.iter()
+            .map(|(k, e)| {
+                k.capacity()
+                    + match &e.state {
+                        KeyState::Threshold { times } => times.capacity() * 8,
+                        KeyState::Baseline { history, .. } => history.capacity() * 8,
+                        _ => 0,
+                    }
+            })
+            .sum::<usize>()
 }
 
 /// What [`Detector::restore`] kept.
@@ -325,6 +342,11 @@ impl Detector {
                 .map(|r| r.keys.len() + r.suppress.len())
                 .sum(),
             evictions: self.evictions,
+            approx_bytes: self
+                .state
+                .iter()
+                .map(|(name, r)| name.capacity() + map_bytes(&r.keys) + map_bytes(&r.suppress))
+                .sum(),
         }
     }
 }
