@@ -263,6 +263,10 @@ impl Detector {
             let Some(mut m) = rules.fire(r, x) else {
                 return true;
             };
+            if r.state.is_none() && r.suppress.is_none() {
+                out.push(m);
+                return rules.rule_matching() == RuleMatching::All;
+            }
             let rs = state.entry(r.rule.clone()).or_default();
             if let Some(spec) = &r.state {
                 match step(spec, rs, x, now, evictions) {

@@ -242,6 +242,8 @@ fn suppression_merges_repeats_into_one_alert_with_a_count() {
         ]
     );
     assert_eq!(d.stats().keys, 2);
+    // Only stateful rules have state: a plain rule's alerts leave none behind.
+    assert_eq!(d.snapshot().rules.len(), 1);
 }
 
 #[test]
