@@ -7,10 +7,11 @@ use aho_corasick::AhoCorasick;
 use regex::Regex;
 
 use crate::diag::{ErrorKind, ItemKind, ItemRef, Location, RuleError};
-use crate::eval::{Matcher, Node, NumOp, StrSet};
+use crate::eval::{DynOp, Matcher, Node, NumOp, StrSet, NO_CHECK_ID};
 use crate::fields::{FieldError, FieldSpec, IndexKey, Registry};
-use crate::loader::{CondText, Defs, ExcItem, ExceptionDef};
+use crate::loader::{CondText, Defs, ExcItem, ExceptionDef, RuleDef, StatefulKindDef};
 use crate::parse::{self, Expr, FieldRef, Literal, Op, Operand, Span};
+use crate::stateful::{StateKind, StateSpec, SuppressSpec};
 
 /// One segment of a rendered output.
 #[derive(Debug, Clone)]
@@ -215,7 +216,11 @@ impl<'a> Compiler<'a> {
                         n => out.push(n),
                     }
                 }
-                Ok(Node::And(out.into()))
+                Ok(if out.len() == 1 {
+                    out.pop().expect("one item")
+                } else {
+                    Node::And(out.into())
+                })
             }
             Expr::Or(v) => {
                 let mut out = Vec::with_capacity(v.len());
@@ -225,7 +230,12 @@ impl<'a> Compiler<'a> {
                         n => out.push(n),
                     }
                 }
-                Ok(Node::Or(merge_alternatives(out).into()))
+                let mut out = merge_alternatives(out);
+                Ok(if out.len() == 1 {
+                    out.pop().expect("one item")
+                } else {
+                    Node::Or(out.into())
+                })
             }
             Expr::Not(x) => Ok(Node::Not(Box::new(self.expr(x, ctx, stack)?))),
             Expr::Macro { name, span } => {
@@ -293,6 +303,48 @@ impl<'a> Compiler<'a> {
         operand: &Operand,
         ctx: Ctx<'_>,
     ) -> Result<Node, Box<RuleError>> {
+        let spec = self.resolve(field, ctx)?;
+        let bad = |msg: String, span: Span| self.error(ctx, span, ErrorKind::Compile(msg));
+        if let Operand::Field(rhs) = operand {
+            let dynop = match op {
+                Op::Eq => DynOp::Eq,
+                Op::Ne => DynOp::Ne,
+                Op::Lt => DynOp::Num(NumOp::Lt),
+                Op::Le => DynOp::Num(NumOp::Le),
+                Op::Gt => DynOp::Num(NumOp::Gt),
+                Op::Ge => DynOp::Num(NumOp::Ge),
+                Op::In => DynOp::In,
+                Op::Intersects => DynOp::Intersects,
+                Op::Contains => DynOp::Contains,
+                Op::IContains => DynOp::IContains,
+                Op::StartsWith => DynOp::StartsWith,
+                Op::EndsWith => DynOp::EndsWith,
+                _ => {
+                    return Err(bad(
+                        format!("operator {op:?} cannot compare with `val(...)`").to_lowercase(),
+                        rhs.span,
+                    ))
+                }
+            };
+            let rhs_spec = self.resolve(rhs, ctx)?;
+            let slot = self.registry.slot_named(spec, field.to_string());
+            let rhs = self.registry.slot_named(rhs_spec, rhs.to_string());
+            return Ok(Node::CheckField {
+                slot,
+                op: dynop,
+                rhs,
+            });
+        }
+        let matcher = self.matcher(field, op, operand, ctx)?;
+        let slot = self.registry.slot_named(spec, field.to_string());
+        Ok(Node::Check {
+            slot,
+            matcher,
+            id: NO_CHECK_ID,
+        })
+    }
+
+    fn resolve(&self, field: &FieldRef, ctx: Ctx<'_>) -> Result<FieldSpec, Box<RuleError>> {
         let spec = FieldSpec::resolve(&field.name, field.arg.as_deref()).map_err(|e| {
             let kind = match e {
                 FieldError::Unknown => ErrorKind::UnknownField(field.to_string()),
@@ -305,8 +357,18 @@ impl<'a> Compiler<'a> {
             };
             self.error(ctx, field.span, kind)
         })?;
+        Ok(spec.with_transforms(&field.transforms))
+    }
+
+    fn matcher(
+        &self,
+        field: &FieldRef,
+        op: Op,
+        operand: &Operand,
+        ctx: Ctx<'_>,
+    ) -> Result<Matcher, Box<RuleError>> {
         let bad = |msg: String, span: Span| self.error(ctx, span, ErrorKind::Compile(msg));
-        let matcher = match (op, operand) {
+        Ok(match (op, operand) {
             (Op::Exists, _) => Matcher::Exists,
             (op, Operand::List(items)) if op.takes_list() => {
                 let vals = self.expand(items);
@@ -330,6 +392,7 @@ impl<'a> Compiler<'a> {
                 ));
             }
             (_, Operand::None) => return Err(bad("missing value".into(), field.span)),
+            (_, Operand::Field(_)) => unreachable!("field operands handled by the caller"),
             (op, Operand::Single(l)) => {
                 let v = l.text.as_str();
                 match op {
@@ -343,6 +406,7 @@ impl<'a> Compiler<'a> {
                             .ascii_case_insensitive(true)
                             .build([v])
                             .map_err(|e| bad(e.to_string(), l.span))?,
+                        v.into(),
                     ),
                     Op::Lt | Op::Le | Op::Gt | Op::Ge => {
                         let n: f64 = v
@@ -356,9 +420,23 @@ impl<'a> Compiler<'a> {
                         };
                         Matcher::Num(nop, n)
                     }
+                    Op::BContains | Op::BStartsWith => {
+                        let bytes = hex_bytes(v).ok_or_else(|| {
+                            bad(
+                                format!("`{v}` is not hexadecimal bytes (e.g. 68656c6c6f)"),
+                                l.span,
+                            )
+                        })?;
+                        if op == Op::BContains {
+                            Matcher::BContains(bytes.into())
+                        } else {
+                            Matcher::BStartsWith(bytes.into())
+                        }
+                    }
                     Op::Regex | Op::Glob | Op::IGlob => {
                         let pat = match op {
-                            Op::Regex => v.to_string(),
+                            // Falco (RE2) matches the whole value.
+                            Op::Regex => format!("^(?:{v})$"),
                             Op::Glob => glob_to_regex(v),
                             _ => format!("(?i){}", glob_to_regex(v)),
                         };
@@ -370,9 +448,119 @@ impl<'a> Compiler<'a> {
                     _ => unreachable!("list and unary operators handled above"),
                 }
             }
+        })
+    }
+
+    /// Compiles a rule's stateful key and `suppress`: group-by fields to slots, sequence steps
+    /// to conditions.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn stateful(
+        &mut self,
+        r: &RuleDef,
+        sources: &[(String, String)],
+    ) -> Result<(Option<StateSpec>, Option<SuppressSpec>), Box<RuleError>> {
+        let item = ItemRef {
+            kind: ItemKind::Rule,
+            name: r.name.clone(),
         };
-        let slot = self.registry.slot(spec);
-        Ok(Node::Check { slot, matcher })
+        let file = sources
+            .iter()
+            .position(|(n, _)| *n == r.loc.file)
+            .unwrap_or(0);
+        let detached = CondText::detached(String::new(), file, r.loc.line);
+        let ctx = Ctx {
+            cond: &detached,
+            item: &item,
+        };
+        let fail = |msg: String| {
+            Box::new(RuleError {
+                location: r.loc.clone(),
+                item: Some(item.clone()),
+                rule: None,
+                kind: ErrorKind::Compile(msg),
+            })
+        };
+        let mut slots = |fields: &[String], what: &str| -> Result<Vec<usize>, Box<RuleError>> {
+            let mut out = Vec::new();
+            for f in fields {
+                let fr = parse::parse_field(f)
+                    .map_err(|e| fail(format!("`{what}` field `{f}`: {}", e.message)))?;
+                let spec = self
+                    .resolve(&fr, ctx)
+                    .map_err(|e| fail(format!("`{what}`: {}", e.kind)))?;
+                out.push(self.registry.slot_named(spec, fr.to_string()));
+            }
+            Ok(out)
+        };
+        let suppress = match &r.suppress {
+            Some(d) => Some(SuppressSpec {
+                window: d.window,
+                group_by: slots(&d.group_by, "suppress.group_by")?,
+                max_keys: d.max_keys,
+            }),
+            None => None,
+        };
+        let Some(def) = &r.stateful else {
+            return Ok((None, suppress));
+        };
+        let group_by = slots(&def.group_by, "group_by")?;
+        let kind = match &def.kind {
+            StatefulKindDef::Threshold { count, window } => StateKind::Threshold {
+                count: *count,
+                window: *window,
+            },
+            StatefulKindDef::FirstSeen { history, learn } => StateKind::FirstSeen {
+                history: *history,
+                learn: *learn,
+            },
+            StatefulKindDef::Baseline {
+                bucket,
+                history,
+                warmup,
+                threshold,
+                min_count,
+            } => StateKind::Baseline {
+                bucket: *bucket,
+                history: *history,
+                warmup: *warmup,
+                threshold: *threshold,
+                min_count: *min_count,
+            },
+            StatefulKindDef::Sequence { steps, within } => {
+                let mut nodes = Vec::new();
+                for (i, text) in steps.iter().enumerate() {
+                    let cond = CondText::detached(text.clone(), file, r.loc.line);
+                    let ctx = Ctx {
+                        cond: &cond,
+                        item: &item,
+                    };
+                    let expr = parse::parse_condition(text).map_err(|e| {
+                        fail(format!(
+                            "sequence step {}: syntax error: {}",
+                            i + 1,
+                            e.message
+                        ))
+                    })?;
+                    let mut stack = Vec::new();
+                    let node = self
+                        .expr(&expr, ctx, &mut stack)
+                        .map_err(|e| fail(format!("sequence step {}: {}", i + 1, e.kind)))?;
+                    nodes.push(node);
+                }
+                StateKind::Sequence {
+                    steps: nodes,
+                    within: *within,
+                }
+            }
+        };
+        Ok((
+            Some(StateSpec {
+                kind,
+                group_by,
+                max_keys: def.max_keys,
+            }),
+            suppress,
+        ))
     }
 
     /// Parses `%field` references in an output into segments.
@@ -411,7 +599,9 @@ impl<'a> Compiler<'a> {
             }
             let full = &after[..consumed];
             segs.push(Seg::Field {
-                slot: self.registry.slot(spec),
+                slot: self
+                    .registry
+                    .slot_named(spec, after[..consumed].to_string()),
                 name: full.to_string(),
             });
             rest = &after[consumed..];
@@ -430,7 +620,7 @@ fn merge_alternatives(nodes: Vec<Node>) -> Vec<Node> {
     let mut contains: HashMap<usize, Vec<String>> = HashMap::new();
     let mut starts: HashMap<usize, Vec<String>> = HashMap::new();
     for n in &nodes {
-        if let Node::Check { slot, matcher } = n {
+        if let Node::Check { slot, matcher, .. } = n {
             match matcher {
                 Matcher::Contains(s) => contains.entry(*slot).or_default().push(s.to_string()),
                 Matcher::StartsWith(s) => starts.entry(*slot).or_default().push(s.to_string()),
@@ -450,12 +640,20 @@ fn merge_alternatives(nodes: Vec<Node>) -> Vec<Node> {
             Node::Check {
                 slot,
                 matcher: Matcher::Contains(_),
+                ..
             } if contains.contains_key(slot) => {
                 if done.insert((*slot, true)) {
                     if let Ok(ac) = AhoCorasick::new(&contains[slot]) {
                         out.push(Node::Check {
+                            id: NO_CHECK_ID,
                             slot: *slot,
-                            matcher: Matcher::ContainsAny(ac),
+                            matcher: Matcher::ContainsAny(
+                                ac,
+                                contains[slot]
+                                    .iter()
+                                    .map(|s| s.clone().into_boxed_str())
+                                    .collect(),
+                            ),
                         });
                     }
                 }
@@ -463,9 +661,11 @@ fn merge_alternatives(nodes: Vec<Node>) -> Vec<Node> {
             Node::Check {
                 slot,
                 matcher: Matcher::StartsWith(_),
+                ..
             } if starts.contains_key(slot) => {
                 if done.insert((*slot, false)) {
                     out.push(Node::Check {
+                        id: NO_CHECK_ID,
                         slot: *slot,
                         matcher: Matcher::StartsWithAny(
                             starts[slot]
@@ -480,6 +680,18 @@ fn merge_alternatives(nodes: Vec<Node>) -> Vec<Node> {
         }
     }
     out
+}
+
+/// `bcontains`/`bstartswith` operands: hex digits, two per byte (spaces allowed between bytes).
+fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+    let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if digits.is_empty() || !digits.len().is_multiple_of(2) {
+        return None;
+    }
+    digits
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
+        .collect()
 }
 
 fn glob_to_regex(g: &str) -> String {
@@ -512,7 +724,7 @@ fn glob_to_regex(g: &str) -> String {
 /// The values an indexed field must take for `node` to be true, if the node pins them.
 fn required(node: &Node, reg: &Registry, key: IndexKey) -> Option<HashSet<String>> {
     match node {
-        Node::Check { slot, matcher } if reg.spec(*slot).index_key() == Some(key) => {
+        Node::Check { slot, matcher, .. } if reg.spec(*slot).index_key() == Some(key) => {
             match matcher {
                 Matcher::Eq(s) => Some(HashSet::from([s.to_string()])),
                 Matcher::In(set) | Matcher::Intersects(set) => {

@@ -2,10 +2,14 @@
 //! from an [`AuditEvent`], cached per event and shared by every rule that reads the same field.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
+use foldhash::HashMap;
+
+use base64::Engine as _;
 use kestrel_event::AuditEvent;
 use serde_json::Value;
+
+use crate::parse::Transform;
 
 /// The value of a field on one event.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,11 +118,12 @@ pub enum IndexKey {
     Stage,
 }
 
-/// A resolved field: what it reads plus its `[argument]`.
+/// A resolved field: what it reads, its `[argument]` and the transformers applied to it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FieldSpec {
     kind: Kind,
     arg: Option<String>,
+    transforms: Vec<Transform>,
 }
 
 /// Why a field name could not be resolved.
@@ -187,10 +192,11 @@ fn lookup(name: &str) -> Option<(Kind, ArgRule)> {
         "ka.response.code" => (ResponseCode, A::None),
         "ka.response.reason" => (ResponseReason, A::None),
         "ka.useragent" => (UserAgent, A::None),
-        "ka.sourceips" => (SourceIps, A::None),
-        "jevt.value" => (JevtValue, A::Required),
-        "jevt.obj" => (JevtObj, A::None),
-        "jevt.rawtime" => (JevtRawtime, A::None),
+        "ka.sourceips" => (SourceIps, A::Index),
+        // The json plugin's fields, under both of their names.
+        "jevt.value" | "json.value" => (JevtValue, A::Required),
+        "jevt.obj" | "json.obj" => (JevtObj, A::None),
+        "jevt.rawtime" | "json.rawtime" => (JevtRawtime, A::None),
         "jevt.time" => (JevtTime, A::None),
         _ => {
             let rest = name.strip_prefix("ka.req.pod.")?;
@@ -232,12 +238,22 @@ impl FieldSpec {
             _ => Ok(FieldSpec {
                 kind,
                 arg: arg.map(str::to_string),
+                transforms: Vec::new(),
             }),
         }
     }
 
+    /// The same field with transformers applied (innermost first).
+    pub fn with_transforms(mut self, transforms: &[Transform]) -> FieldSpec {
+        self.transforms = transforms.to_vec();
+        self
+    }
+
     /// The index fact this field provides, if any.
     pub fn index_key(&self) -> Option<IndexKey> {
+        if !self.transforms.is_empty() {
+            return None;
+        }
         match (&self.kind, self.arg.as_deref()) {
             (Kind::Verb, _) => Some(IndexKey::Verb),
             (Kind::TargetResource, _) => Some(IndexKey::Resource),
@@ -248,6 +264,9 @@ impl FieldSpec {
 
     /// Whether the field can hold several values on one event.
     pub fn is_list(&self) -> bool {
+        if self.transforms.contains(&Transform::Len) {
+            return false;
+        }
         matches!(
             self.kind,
             Kind::UserGroups
@@ -268,18 +287,40 @@ impl FieldSpec {
 #[derive(Debug, Default, Clone)]
 pub struct Registry {
     specs: Vec<FieldSpec>,
+    names: Vec<String>,
     by_spec: HashMap<FieldSpec, usize>,
+    /// Interned checks: (slot, test in condition syntax) → id.
+    checks: HashMap<(usize, String), u32>,
 }
 
 impl Registry {
+    /// The slot of a field, named by its spec's debug form.
     pub fn slot(&mut self, spec: FieldSpec) -> usize {
+        let name = format!("{spec:?}");
+        self.slot_named(spec, name)
+    }
+
+    /// The slot of a field; `name` is how the rules spell it (kept from its first use).
+    pub fn slot_named(&mut self, spec: FieldSpec, name: String) -> usize {
         if let Some(&s) = self.by_spec.get(&spec) {
             return s;
         }
         let s = self.specs.len();
         self.specs.push(spec.clone());
+        self.names.push(name);
         self.by_spec.insert(spec, s);
         s
+    }
+
+    /// The id shared by every check of `slot` with the same test.
+    pub fn check_id(&mut self, slot: usize, test: &str) -> u32 {
+        let n = self.checks.len() as u32;
+        *self.checks.entry((slot, test.to_string())).or_insert(n)
+    }
+
+    /// The field's name as written in the rules (`tolower(ka.user.name)`).
+    pub fn name(&self, slot: usize) -> &str {
+        &self.names[slot]
     }
 
     pub fn spec(&self, slot: usize) -> &FieldSpec {
@@ -300,6 +341,8 @@ pub struct Extractor<'r, 'e> {
     registry: &'r Registry,
     event: &'e AuditEvent,
     cache: Vec<Option<Val<'e>>>,
+    /// Results of interned checks: 0 not yet evaluated, 1 false, 2 true.
+    checks: Vec<u8>,
     json: Option<Value>,
 }
 
@@ -361,7 +404,9 @@ impl<'r, 'e> Extractor<'r, 'e> {
         Extractor {
             registry,
             event,
-            cache: vec![None; registry.len()],
+            // Grown on demand: most events touch only the first few fields and checks.
+            cache: Vec::new(),
+            checks: Vec::new(),
             json: None,
         }
     }
@@ -370,10 +415,38 @@ impl<'r, 'e> Extractor<'r, 'e> {
         self.event
     }
 
+    /// The cached result of check `id`, if it ran on this event.
+    pub fn check(&self, id: u32) -> Option<bool> {
+        match self.checks.get(id as usize) {
+            Some(1) => Some(false),
+            Some(2) => Some(true),
+            _ => None,
+        }
+    }
+
+    pub fn set_check(&mut self, id: u32, v: bool) {
+        if id == crate::eval::NO_CHECK_ID {
+            return;
+        }
+        let i = id as usize;
+        if i >= self.checks.len() {
+            let n = (i + 1).max(self.checks.len() * 2).max(32);
+            self.checks.resize(n, 0);
+        }
+        self.checks[i] = if v { 2 } else { 1 };
+    }
+
     /// The value of the field in `slot`, extracted on first use.
     pub fn get(&mut self, slot: usize) -> &Val<'e> {
+        if slot >= self.cache.len() {
+            let n = (slot + 1).max(self.cache.len() * 2).max(16);
+            self.cache.resize_with(n, || None);
+        }
         if self.cache[slot].is_none() {
-            let v = self.extract(slot);
+            let mut v = self.extract(slot);
+            for t in &self.registry.spec(slot).transforms {
+                v = transform(*t, v);
+            }
             self.cache[slot] = Some(v);
         }
         self.cache[slot].as_ref().unwrap()
@@ -422,18 +495,19 @@ impl<'r, 'e> Extractor<'r, 'e> {
             Kind::AuthDecision => opt(e.annotations.get("authorization.k8s.io/decision")),
             Kind::AuthReason => opt(e.annotations.get("authorization.k8s.io/reason")),
             Kind::UserAgent => opt(e.user_agent.as_ref()),
-            Kind::SourceIps => {
-                if e.source_ips.is_empty() {
-                    Val::NA
-                } else {
-                    Val::Many(
-                        e.source_ips
-                            .iter()
-                            .map(|g| Cow::Borrowed(g.as_str()))
-                            .collect(),
-                    )
-                }
-            }
+            Kind::SourceIps => match index_arg(arg) {
+                _ if e.source_ips.is_empty() => Val::NA,
+                Some(i) => e
+                    .source_ips
+                    .get(i)
+                    .map_or(Val::NA, |ip| Val::Many(vec![Cow::Borrowed(ip.as_str())])),
+                None => Val::Many(
+                    e.source_ips
+                        .iter()
+                        .map(|g| Cow::Borrowed(g.as_str()))
+                        .collect(),
+                ),
+            },
             Kind::ResponseCode => match e.response_code() {
                 Some(c) => Val::One(Cow::Owned(c.to_string())),
                 None => Val::NA,
@@ -589,6 +663,34 @@ impl<'r, 'e> Extractor<'r, 'e> {
     }
 }
 
+/// Applies one transformer, as Falco does: to each value of a list, except `len`, which counts
+/// the values of a list and the bytes of a string.
+fn transform(t: Transform, v: Val<'_>) -> Val<'_> {
+    let one = |s: Cow<'_, str>| -> Option<String> {
+        Some(match t {
+            Transform::ToLower => s.to_lowercase(),
+            Transform::ToUpper => s.to_uppercase(),
+            Transform::Basename => s.rsplit('/').next().unwrap_or_default().to_string(),
+            Transform::B64 => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(s.trim().as_bytes())
+                    .ok()?;
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            Transform::Len => s.len().to_string(),
+        })
+    };
+    match (t, v) {
+        (_, Val::NA) => Val::NA,
+        (Transform::Len, Val::Many(vs)) => Val::One(Cow::Owned(vs.len().to_string())),
+        (_, Val::One(s)) => one(s).map_or(Val::NA, |s| Val::One(Cow::Owned(s))),
+        (_, Val::Many(vs)) => {
+            let out: Option<Vec<_>> = vs.into_iter().map(|s| one(s).map(Cow::Owned)).collect();
+            out.map_or(Val::NA, Val::Many)
+        }
+    }
+}
+
 fn event_nanos(e: &AuditEvent) -> i64 {
     match e.event_time() {
         Some(t) => t.timestamp_nanos_opt().unwrap_or_default(),
@@ -645,8 +747,12 @@ fn pod_attr(req: Option<&Value>, list: PodList, attr: CAttr, idx: Option<usize>)
                     CAttr::RunAsGroup => "runAsGroup",
                     _ => "procMount",
                 };
-                if let Some(v) = get(Some(c), &["securityContext", key]) {
-                    out.push(json_str(v));
+                match get(Some(c), &["securityContext", key]) {
+                    Some(v) => out.push(json_str(v)),
+                    // As Falco's plugin: a container without the setting makes the whole list
+                    // unavailable, except for `privileged`, where it is skipped.
+                    None if attr != CAttr::Privileged => return Val::NA,
+                    None => {}
                 }
             }
             CAttr::EffRunAsUser | CAttr::EffRunAsGroup => {
@@ -670,6 +776,9 @@ fn pod_attr(req: Option<&Value>, list: PodList, attr: CAttr, idx: Option<usize>)
                     }
                 }
             }
+            // Falco's plugin gives each container's list as one JSON text (and nothing when a
+            // container has none); Kestrel gives the capabilities themselves, so that
+            // `intersects (SYS_ADMIN)` works, and skips containers without any.
             CAttr::AddCapabilities => {
                 if let Some(Value::Array(caps)) =
                     get(Some(c), &["securityContext", "capabilities", "add"])

@@ -16,14 +16,20 @@ pub mod fields;
 pub mod loader;
 pub mod parse;
 pub mod priority;
+pub mod ruletest;
+pub mod stateful;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// The index's keys come from the rules; events only look them up, so a fast hasher is safe.
+use foldhash::HashMap;
 
 use kestrel_event::AuditEvent;
 use serde::Serialize;
 
 pub use diag::{ErrorKind, ItemKind, ItemRef, LoadReport, Location, RuleError, RuleWarning};
 pub use priority::{ParsePriorityError, Priority};
+pub use stateful::{Detector, RestoreReport, Snapshot, StateStats};
 
 use compile::{Compiler, Facts, Seg};
 use eval::Node;
@@ -74,6 +80,30 @@ pub struct RuleMatch {
     pub source: String,
     /// Every `%field` used in the output, with its value.
     pub output_fields: BTreeMap<String, String>,
+    /// How many matches this alert stands for: 1 for a plain rule, the matches in the window
+    /// for a `threshold`, the steps of a `sequence`, plus the alerts a `suppress` window
+    /// merged into this one.
+    pub count: u64,
+}
+
+/// How a rule compiled, for `kestrel rules explain`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    pub rule: String,
+    pub file: String,
+    pub source: String,
+    pub priority: Priority,
+    pub active: bool,
+    /// The compiled condition (macros inlined, lists expanded, exceptions added); `None` for a
+    /// rule that is not evaluated (disabled, or of another source).
+    pub condition: Option<String>,
+    /// Every field the condition and the output read, in first-use order.
+    pub fields: Vec<String>,
+    /// The verbs, resources and stages an event must have for the rule to be tried (`None`:
+    /// any).
+    pub verbs: Option<Vec<String>>,
+    pub resources: Option<Vec<String>>,
+    pub stages: Option<Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -84,6 +114,29 @@ struct Active {
     node: Node,
     output: Vec<Seg>,
     facts: Facts,
+    state: Option<stateful::StateSpec>,
+    suppress: Option<stateful::SuppressSpec>,
+    /// The stages the rule admits, as [`stage_bit`]s.
+    stages: u8,
+}
+
+/// One bit per audit stage; unknown stages share the last bit.
+fn stage_bit(stage: Option<&str>) -> u8 {
+    match stage {
+        Some("ResponseComplete") => 1,
+        Some("ResponseStarted") => 2,
+        Some("RequestReceived") => 4,
+        Some("Panic") => 8,
+        Some(_) => 16,
+        None => 32,
+    }
+}
+
+fn stage_mask(stages: &Option<Vec<String>>) -> u8 {
+    match stages {
+        None => u8::MAX,
+        Some(v) => v.iter().fold(0, |m, s| m | stage_bit(Some(s))) & !32,
+    }
 }
 
 /// A compiled, indexed set of rules.
@@ -92,10 +145,8 @@ pub struct RuleSet {
     infos: Vec<RuleInfo>,
     active: Vec<Active>,
     registry: Registry,
-    /// Candidate rules (indexes into `active`, in order) per verb.
-    by_verb: VerbIndex,
-    /// Candidates for verbs no rule names.
-    other_verbs: Box<[u32]>,
+    /// Candidate rules (indexes into `active`, in order) per verb, then per resource.
+    index: Index,
     matching: RuleMatching,
 }
 
@@ -138,7 +189,7 @@ impl RuleSet {
                     infos.push(info);
                     continue;
                 }
-                let node = match compiler.rule(&r.name, &r.cond, &r.exceptions, &r.loc) {
+                let mut node = match compiler.rule(&r.name, &r.cond, &r.exceptions, &r.loc) {
                     Ok(n) => n,
                     Err(e) => {
                         if r.skip_if_unknown_filter && matches!(e.kind, ErrorKind::UnknownField(_))
@@ -169,19 +220,51 @@ impl RuleSet {
                         continue;
                     }
                 };
+                let (mut state, suppress) = match compiler.stateful(r, sources) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        report.errors.push(*e);
+                        continue;
+                    }
+                };
                 infos.push(RuleInfo {
                     active: r.enabled,
                     ..info
                 });
                 if r.enabled {
-                    let facts = compile::facts(&node, compiler.registry);
+                    node.intern_checks(compiler.registry);
+                    if let Some(stateful::StateSpec {
+                        kind: stateful::StateKind::Sequence { steps, .. },
+                        ..
+                    }) = &mut state
+                    {
+                        steps
+                            .iter_mut()
+                            .for_each(|s| s.intern_checks(compiler.registry));
+                    }
+                    let facts = match &state {
+                        Some(stateful::StateSpec {
+                            kind: stateful::StateKind::Sequence { steps, .. },
+                            ..
+                        }) => compile::facts(
+                            &eval::Node::And(
+                                vec![node.clone(), eval::Node::Or(steps.clone().into())].into(),
+                            ),
+                            compiler.registry,
+                        ),
+                        _ => compile::facts(&node, compiler.registry),
+                    };
+                    let stages = stage_mask(&facts.stage);
                     active.push(Active {
+                        stages,
                         rule: r.name.clone(),
                         priority: r.priority,
                         tags: r.tags.clone(),
                         node,
                         output,
                         facts,
+                        state,
+                        suppress,
                     });
                 }
             }
@@ -203,14 +286,13 @@ impl RuleSet {
         report
             .errors
             .sort_by_key(|e| (order(&e.location.file), e.location.line, e.location.col));
-        let (by_verb, other_verbs) = build_index(&active);
+        let index = Index::build(&active);
         (
             RuleSet {
                 infos,
                 active,
                 registry,
-                by_verb,
-                other_verbs,
+                index,
                 matching: RuleMatching::All,
             },
             report,
@@ -254,33 +336,95 @@ impl RuleSet {
         self.active.len()
     }
 
-    /// Evaluates the active rules against one event.
-    pub fn evaluate_audit(&self, event: &AuditEvent) -> Vec<RuleMatch> {
-        let cands: &[u32] = self
-            .by_verb
-            .get(event.verb.as_str())
-            .unwrap_or(&self.other_verbs);
-        let mut out = Vec::new();
-        if cands.is_empty() {
-            return out;
+    /// How the rule named `name` compiled; `None` when no such rule is loaded.
+    pub fn explain(&self, name: &str) -> Option<Explanation> {
+        let info = self.infos.iter().find(|r| r.name == name)?;
+        let active = self.active.iter().find(|a| a.rule == name);
+        let mut slots = Vec::new();
+        if let Some(a) = active {
+            a.node.slots(&mut slots);
+            slots.extend(a.output.iter().filter_map(|s| match s {
+                Seg::Field { slot, .. } => Some(*slot),
+                Seg::Lit(_) => None,
+            }));
         }
+        let mut fields: Vec<String> = Vec::new();
+        for s in slots {
+            let n = self.registry.name(s).to_string();
+            if !fields.contains(&n) {
+                fields.push(n);
+            }
+        }
+        Some(Explanation {
+            rule: info.name.clone(),
+            file: info.file.clone(),
+            source: info.source.clone(),
+            priority: info.priority,
+            active: info.active,
+            condition: active.map(|a| a.node.describe(&|s| self.registry.name(s).to_string())),
+            fields,
+            verbs: active.and_then(|a| a.facts.verb.clone()),
+            resources: active.and_then(|a| a.facts.resource.clone()),
+            stages: active.and_then(|a| a.facts.stage.clone()),
+        })
+    }
+
+    /// Whether the rule named `name` is loaded with a stateful key or `suppress`.
+    pub fn is_stateful(&self, name: &str) -> bool {
+        self.active
+            .iter()
+            .any(|a| a.rule == name && (a.state.is_some() || a.suppress.is_some()))
+    }
+
+    /// Evaluates the stateless active rules against one event. Rules with a stateful key
+    /// (`threshold`, `sequence`, `first_seen`, `baseline`) need a [`Detector`] and are skipped
+    /// here; `suppress` is ignored.
+    pub fn evaluate_audit(&self, event: &AuditEvent) -> Vec<RuleMatch> {
+        let mut out = Vec::new();
+        self.each_candidate(event, |r, x| {
+            if r.state.is_some() {
+                return true;
+            }
+            match self.fire(r, x) {
+                Some(m) => {
+                    out.push(m);
+                    self.matching == RuleMatching::All
+                }
+                None => true,
+            }
+        });
+        out
+    }
+
+    /// Calls `f` for each rule the index admits for `event`, in load order, sharing one field
+    /// cache, until `f` returns false.
+    fn each_candidate<'s>(
+        &'s self,
+        event: &AuditEvent,
+        mut f: impl FnMut(&'s Active, &mut Extractor<'_, '_>) -> bool,
+    ) {
         let resource = event.object_ref_field(|o| o.resource.as_ref());
-        let stage = (!event.stage.is_empty()).then_some(event.stage.as_str());
+        let cands = self.index.candidates(&event.verb, resource);
+        if cands.is_empty() {
+            return;
+        }
+        let stage = stage_bit((!event.stage.is_empty()).then_some(event.stage.as_str()));
         let mut x: Option<Extractor<'_, '_>> = None;
         for &i in cands {
             let r = &self.active[i as usize];
-            if !admits(&r.facts.resource, resource) || !admits(&r.facts.stage, stage) {
+            if r.stages & stage == 0 {
                 continue;
             }
             let x = x.get_or_insert_with(|| Extractor::new(&self.registry, event));
-            if r.node.eval(x) {
-                out.push(render(r, x));
-                if self.matching == RuleMatching::First {
-                    break;
-                }
+            if !f(r, x) {
+                break;
             }
         }
-        out
+    }
+
+    /// The rule's alert when its condition holds.
+    fn fire(&self, r: &Active, x: &mut Extractor<'_, '_>) -> Option<RuleMatch> {
+        r.node.eval(x).then(|| render(r, x))
     }
 }
 
@@ -304,37 +448,78 @@ fn render(r: &Active, x: &mut Extractor<'_, '_>) -> RuleMatch {
         tags: r.tags.clone(),
         source: K8S_AUDIT_SOURCE.to_string(),
         output_fields,
+        count: 1,
     }
 }
 
-type VerbIndex = HashMap<Box<str>, Box<[u32]>>;
+/// Candidate rules per resource, for one verb.
+#[derive(Debug, Default)]
+struct ResourceIndex {
+    by_resource: HashMap<Box<str>, Box<[u32]>>,
+    /// For resources no rule names (and events without a resource).
+    other: Box<[u32]>,
+}
 
-fn build_index(active: &[Active]) -> (VerbIndex, Box<[u32]>) {
-    let mut verbs: Vec<&str> = active
-        .iter()
-        .filter_map(|a| a.facts.verb.as_ref())
-        .flatten()
-        .map(String::as_str)
-        .collect();
-    verbs.sort_unstable();
-    verbs.dedup();
-    let by_verb = verbs
-        .iter()
-        .map(|v| {
-            let list: Box<[u32]> = active
+/// The rule index: two hash lookups per event (verb, then resource) give the rules that can
+/// match, in load order; rules that pin neither are in every list.
+#[derive(Debug, Default)]
+struct Index {
+    by_verb: HashMap<Box<str>, ResourceIndex>,
+    other: ResourceIndex,
+}
+
+impl Index {
+    fn build(active: &[Active]) -> Index {
+        let named = |f: fn(&Facts) -> &Option<Vec<String>>| -> Vec<String> {
+            let mut v: Vec<String> = active
+                .iter()
+                .filter_map(|a| f(&a.facts).clone())
+                .flatten()
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let verbs = named(|f| &f.verb);
+        let resources = named(|f| &f.resource);
+        let list = |verb: Option<&str>, resource: Option<&str>| -> Box<[u32]> {
+            active
                 .iter()
                 .enumerate()
-                .filter(|(_, a)| admits(&a.facts.verb, Some(v)))
+                .filter(|(_, a)| {
+                    let v_ok = match verb {
+                        Some(v) => admits(&a.facts.verb, Some(v)),
+                        None => a.facts.verb.is_none(),
+                    };
+                    let r_ok = match resource {
+                        Some(r) => admits(&a.facts.resource, Some(r)),
+                        None => a.facts.resource.is_none(),
+                    };
+                    v_ok && r_ok
+                })
                 .map(|(i, _)| i as u32)
-                .collect();
-            (Box::<str>::from(*v), list)
-        })
-        .collect();
-    let other = active
-        .iter()
-        .enumerate()
-        .filter(|(_, a)| a.facts.verb.is_none())
-        .map(|(i, _)| i as u32)
-        .collect();
-    (by_verb, other)
+                .collect()
+        };
+        let per_verb = |verb: Option<&str>| ResourceIndex {
+            by_resource: resources
+                .iter()
+                .map(|r| (Box::<str>::from(r.as_str()), list(verb, Some(r))))
+                .collect(),
+            other: list(verb, None),
+        };
+        Index {
+            by_verb: verbs
+                .iter()
+                .map(|v| (Box::<str>::from(v.as_str()), per_verb(Some(v))))
+                .collect(),
+            other: per_verb(None),
+        }
+    }
+
+    fn candidates(&self, verb: &str, resource: Option<&str>) -> &[u32] {
+        let v = self.by_verb.get(verb).unwrap_or(&self.other);
+        resource
+            .and_then(|r| v.by_resource.get(r))
+            .unwrap_or(&v.other)
+    }
 }

@@ -34,6 +34,19 @@ impl CondText {
         }
     }
 
+    /// Condition text known only by its file and line (e.g. a sequence step).
+    pub fn detached(text: String, file: usize, line: Option<u32>) -> Self {
+        CondText::new(
+            text,
+            Piece {
+                at: 0,
+                file,
+                raw_start: None,
+                line,
+            },
+        )
+    }
+
     fn append(&mut self, text: &str, mut piece: Piece) {
         self.text.push(' ');
         piece.at = self.text.len();
@@ -157,7 +170,200 @@ pub struct RuleDef {
     pub source: String,
     pub exceptions: Vec<ExceptionDef>,
     pub skip_if_unknown_filter: bool,
+    /// Kestrel's stateful key (`threshold`, `sequence`, `first_seen` or `baseline`), if any.
+    pub stateful: Option<StatefulDef>,
+    /// Kestrel's `suppress` key, if any.
+    pub suppress: Option<SuppressDef>,
     pub loc: Location,
+}
+
+/// A stateful rule key as written (durations in ns).
+#[derive(Debug, Clone)]
+pub enum StatefulKindDef {
+    Threshold {
+        count: u64,
+        window: i64,
+    },
+    Sequence {
+        steps: Vec<String>,
+        within: i64,
+    },
+    FirstSeen {
+        history: i64,
+        learn: i64,
+    },
+    Baseline {
+        bucket: i64,
+        history: usize,
+        warmup: usize,
+        threshold: f64,
+        min_count: u64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct StatefulDef {
+    pub kind: StatefulKindDef,
+    /// Fields whose values form the group key.
+    pub group_by: Vec<String>,
+    pub max_keys: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct SuppressDef {
+    pub window: i64,
+    pub group_by: Vec<String>,
+    pub max_keys: usize,
+}
+
+/// The stateful keys a rule may carry (Kestrel extensions).
+pub const STATEFUL_KEYS: &[&str] = &["threshold", "sequence", "first_seen", "baseline"];
+
+fn duration_ns(m: &Item<'_>, key: &str, what: &str) -> Result<Option<i64>, String> {
+    let Some(text) = m.string(key)? else {
+        return Ok(None);
+    };
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("`{what}.{key}`: {e} (write a duration like \"30s\", \"5m\", \"1h\", \"7d\")")
+    })?;
+    if d.is_zero() {
+        return Err(format!("`{what}.{key}` must be longer than zero"));
+    }
+    Ok(Some(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)))
+}
+
+fn number<T: std::str::FromStr>(m: &Item<'_>, key: &str, what: &str) -> Result<Option<T>, String> {
+    match m.string(key)? {
+        None => Ok(None),
+        Some(t) => t
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("`{what}.{key}` must be a number")),
+    }
+}
+
+fn only_keys(m: &Mapping, allowed: &[&str], what: &str) -> Result<(), String> {
+    for k in m.keys().filter_map(scalar_string) {
+        if !allowed.contains(&k.as_str()) {
+            return Err(format!(
+                "unknown key `{what}.{k}` (expected one of: {})",
+                allowed.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn stateful(it: &Item<'_>) -> Result<Option<StatefulDef>, String> {
+    let given: Vec<&str> = STATEFUL_KEYS
+        .iter()
+        .copied()
+        .filter(|k| it.get(k).is_some())
+        .collect();
+    let what = match given.as_slice() {
+        [] => return Ok(None),
+        [one] => *one,
+        _ => return Err(format!("a rule takes one of {given:?}, not several")),
+    };
+    let Some(Value::Mapping(map)) = it.get(what) else {
+        return Err(format!("`{what}` must be a mapping"));
+    };
+    let m = Item { map };
+    let need = |o: Option<i64>, k: &str| o.ok_or_else(|| format!("`{what}.{k}` is required"));
+    let group_key = if what == "first_seen" {
+        "fields"
+    } else {
+        "group_by"
+    };
+    let group_by = m.strings(group_key)?.unwrap_or_default();
+    let max_keys = number(&m, "max_keys", what)?.unwrap_or(crate::stateful::DEFAULT_MAX_KEYS);
+    if max_keys == 0 {
+        return Err(format!("`{what}.max_keys` must be at least 1"));
+    }
+    let kind = match what {
+        "threshold" => {
+            only_keys(map, &["count", "window", "group_by", "max_keys"], what)?;
+            let count: u64 = number(&m, "count", what)?.ok_or("`threshold.count` is required")?;
+            if count == 0 {
+                return Err("`threshold.count` must be at least 1".into());
+            }
+            StatefulKindDef::Threshold {
+                count,
+                window: need(duration_ns(&m, "window", what)?, "window")?,
+            }
+        }
+        "sequence" => {
+            only_keys(map, &["steps", "within", "group_by", "max_keys"], what)?;
+            let steps = m.strings("steps")?.unwrap_or_default();
+            if steps.len() < 2 {
+                return Err("`sequence.steps` needs at least two conditions".into());
+            }
+            StatefulKindDef::Sequence {
+                steps,
+                within: need(duration_ns(&m, "within", what)?, "within")?,
+            }
+        }
+        "first_seen" => {
+            only_keys(map, &["fields", "history", "learn", "max_keys"], what)?;
+            if group_by.is_empty() {
+                return Err("`first_seen.fields` needs at least one field".into());
+            }
+            StatefulKindDef::FirstSeen {
+                history: need(duration_ns(&m, "history", what)?, "history")?,
+                learn: duration_ns(&m, "learn", what)?.unwrap_or(0),
+            }
+        }
+        _ => {
+            only_keys(
+                map,
+                &[
+                    "bucket",
+                    "history",
+                    "warmup",
+                    "threshold",
+                    "min_count",
+                    "group_by",
+                    "max_keys",
+                ],
+                what,
+            )?;
+            let history: usize = number(&m, "history", what)?.unwrap_or(24);
+            let warmup: usize = number(&m, "warmup", what)?.unwrap_or(history.min(12));
+            if history == 0 || warmup > history {
+                return Err("`baseline.history` must be at least 1 and at least `warmup`".into());
+            }
+            StatefulKindDef::Baseline {
+                bucket: need(duration_ns(&m, "bucket", what)?, "bucket")?,
+                history,
+                warmup,
+                threshold: number(&m, "threshold", what)?.unwrap_or(3.5),
+                min_count: number(&m, "min_count", what)?.unwrap_or(1),
+            }
+        }
+    };
+    Ok(Some(StatefulDef {
+        kind,
+        group_by,
+        max_keys,
+    }))
+}
+
+fn suppress(it: &Item<'_>) -> Result<Option<SuppressDef>, String> {
+    let Some(v) = it.get("suppress") else {
+        return Ok(None);
+    };
+    let Value::Mapping(map) = v else {
+        return Err("`suppress` must be a mapping".into());
+    };
+    only_keys(map, &["window", "group_by", "max_keys"], "suppress")?;
+    let m = Item { map };
+    let max_keys = number(&m, "max_keys", "suppress")?.unwrap_or(crate::stateful::DEFAULT_MAX_KEYS);
+    Ok(Some(SuppressDef {
+        window: duration_ns(&m, "window", "suppress")?.ok_or("`suppress.window` is required")?,
+        group_by: m.strings("group_by")?.unwrap_or_default(),
+        max_keys: max_keys.max(1),
+    }))
 }
 
 /// Everything defined by the loaded files.
@@ -185,19 +391,82 @@ const RULE_KEYS: &[&str] = &[
     "skip-if-unknown-filter",
     "capture",
     "capture_duration",
+    "threshold",
+    "sequence",
+    "first_seen",
+    "baseline",
+    "suppress",
 ];
 
+/// Byte offsets of the top-level items: lines starting with `- ` at the indentation of the
+/// file's first item (some files, such as Falco's legacy ruleset, indent the whole list).
 fn item_starts(raw: &str) -> Vec<usize> {
     let mut out = Vec::new();
     let mut off = 0;
+    let mut indent: Option<usize> = None;
     for line in raw.split_inclusive('\n') {
         let l = line.trim_end_matches(['\n', '\r']);
-        if l == "-" || l.starts_with("- ") {
+        let t = l.trim_start_matches(' ');
+        let ind = l.len() - t.len();
+        if indent.is_none() && (t == "-" || t.starts_with("- ")) {
+            indent = Some(ind);
+        }
+        if Some(ind) == indent && (t == "-" || t.starts_with("- ")) {
             out.push(off);
         }
         off += line.len();
     }
     out
+}
+
+/// Falco plugins whose fields Kestrel provides: the k8saudit family (Kubernetes audit events from
+/// any cloud) and `json` (`json.*`/`jevt.*`).
+pub const KNOWN_PLUGINS: &[&str] = &[
+    "k8saudit",
+    "k8saudit-aks",
+    "k8saudit-eks",
+    "k8saudit-gke",
+    "k8saudit-ovh",
+    "json",
+];
+
+/// Checks `required_plugin_versions`: each entry (or one of its `alternatives`) must name a
+/// plugin Kestrel stands in for; versions are not compared, since Kestrel implements the fields
+/// itself.
+fn check_plugins(v: &Value) -> Result<(), String> {
+    let Value::Sequence(entries) = v else {
+        return Err("`required_plugin_versions` must be a list".into());
+    };
+    let mut unknown = Vec::new();
+    for e in entries {
+        let Value::Mapping(m) = e else {
+            return Err("each required plugin must be a mapping with `name` and `version`".into());
+        };
+        let it = Item { map: m };
+        let name = it
+            .string("name")?
+            .ok_or("a required plugin without `name`")?;
+        it.string("version")?
+            .ok_or_else(|| format!("required plugin `{name}` without `version`"))?;
+        let mut names = vec![name];
+        if let Some(Value::Sequence(alts)) = it.get("alternatives") {
+            for a in alts {
+                if let Some(n) = a.get("name").and_then(scalar_string) {
+                    names.push(n);
+                }
+            }
+        }
+        if !names.iter().any(|n| KNOWN_PLUGINS.contains(&n.as_str())) {
+            unknown.push(names[0].clone());
+        }
+    }
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "requires Falco plugin(s) {unknown:?}, whose fields Kestrel does not provide; rules using them will not load"
+        ))
+    }
 }
 
 /// Byte offset right after `key:` within `[from, to)` of `raw`, on a line of its own or after
@@ -340,10 +609,25 @@ pub fn load(sources: &[(String, String)], defs: &mut Defs, report: &mut LoadRepo
                 load_macro(&it, defs, loc.clone(), cond_piece("condition"))
             } else if it.get("list").is_some() {
                 load_list(&it, defs)
-            } else if it.get("required_engine_version").is_some()
-                || it.get("required_plugin_versions").is_some()
-            {
+            } else if let Some(v) = it.get("required_plugin_versions") {
+                if let Err(message) = check_plugins(v) {
+                    report.warnings.push(RuleWarning {
+                        location: loc.clone(),
+                        item: None,
+                        message,
+                    });
+                }
                 Ok(())
+            } else if let Some(v) = it.get("required_engine_version") {
+                match v {
+                    Value::Number(_) => Ok(()),
+                    Value::String(s) if s.split('.').all(|p| p.parse::<u32>().is_ok()) => Ok(()),
+                    _ => Err((
+                        None,
+                        "`required_engine_version` must be a number or a version like 0.31.0"
+                            .to_string(),
+                    )),
+                }
             } else {
                 let keys: Vec<String> = map.keys().filter_map(scalar_string).collect();
                 report.warnings.push(RuleWarning {
@@ -566,6 +850,8 @@ fn load_rule(
     let source = it.string("source").map_err(err)?;
     let skip = it.boolean("skip-if-unknown-filter").map_err(err)?;
     let exc = exceptions(it).map_err(err)?;
+    let state = stateful(it).map_err(err)?;
+    let sup = suppress(it).map_err(err)?;
     let append = it.boolean("append").map_err(err)?.unwrap_or(false);
     let ov = overrides(it).map_err(err)?;
 
@@ -614,6 +900,12 @@ fn load_rule(
         }
         if let Some(e) = enabled {
             r.enabled = e;
+        }
+        if state.is_some() {
+            r.stateful = state;
+        }
+        if sup.is_some() {
+            r.suppress = sup;
         }
         if mode("exceptions") == Some("replace") {
             r.exceptions = exc;
@@ -684,6 +976,8 @@ fn load_rule(
         source: source.unwrap_or_else(|| "syscall".to_string()),
         exceptions: exc,
         skip_if_unknown_filter: skip.unwrap_or(false),
+        stateful: state,
+        suppress: sup,
         loc,
     };
     match existing {

@@ -10,20 +10,65 @@ pub struct Span {
     pub end: usize,
 }
 
-/// A field reference such as `ka.user.name` or `jevt.value[/stage]`.
+/// A value transformer applied to a field (`tolower(ka.user.name)`), Falco's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transform {
+    ToLower,
+    ToUpper,
+    /// Base64-decodes the value (values that are not base64 become unavailable).
+    B64,
+    /// The last path component (`/a/b` → `b`).
+    Basename,
+    /// The length of a string, or the number of values of a list field.
+    Len,
+}
+
+impl Transform {
+    pub fn from_name(name: &str) -> Option<Transform> {
+        Some(match name {
+            "tolower" => Transform::ToLower,
+            "toupper" => Transform::ToUpper,
+            "b64" => Transform::B64,
+            "basename" => Transform::Basename,
+            "len" => Transform::Len,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Transform::ToLower => "tolower",
+            Transform::ToUpper => "toupper",
+            Transform::B64 => "b64",
+            Transform::Basename => "basename",
+            Transform::Len => "len",
+        }
+    }
+}
+
+/// A field reference such as `ka.user.name`, `jevt.value[/stage]` or `tolower(ka.verb)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldRef {
     pub name: String,
     pub arg: Option<String>,
+    /// Transformers, innermost first (`toupper(basename(x))` is `[Basename, ToUpper]`).
+    pub transforms: Vec<Transform>,
     pub span: Span,
 }
 
 impl fmt::Display for FieldRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.arg {
-            Some(a) => write!(f, "{}[{}]", self.name, a),
-            None => f.write_str(&self.name),
+        for t in self.transforms.iter().rev() {
+            write!(f, "{}(", t.name())?;
         }
+        match &self.arg {
+            Some(a) => write!(f, "{}[{}]", self.name, a)?,
+            None => f.write_str(&self.name)?,
+        }
+        for _ in &self.transforms {
+            f.write_str(")")?;
+        }
+        Ok(())
     }
 }
 
@@ -47,6 +92,10 @@ pub enum Op {
     PMatch,
     Regex,
     Exists,
+    /// Byte containment; the right-hand side is hex (`bcontains 68656c6c6f`).
+    BContains,
+    /// Byte prefix; the right-hand side is hex.
+    BStartsWith,
 }
 
 impl Op {
@@ -54,9 +103,11 @@ impl Op {
         Some(match w {
             "in" => Op::In,
             "intersects" => Op::Intersects,
-            "contains" | "bcontains" => Op::Contains,
+            "contains" => Op::Contains,
+            "bcontains" => Op::BContains,
             "icontains" => Op::IContains,
-            "startswith" | "bstartswith" => Op::StartsWith,
+            "startswith" => Op::StartsWith,
+            "bstartswith" => Op::BStartsWith,
             "endswith" => Op::EndsWith,
             "glob" => Op::Glob,
             "iglob" => Op::IGlob,
@@ -87,6 +138,8 @@ pub enum Operand {
     None,
     Single(Literal),
     List(Vec<Literal>),
+    /// `val(field)`: another field of the same event.
+    Field(FieldRef),
 }
 
 /// Condition syntax tree.
@@ -299,7 +352,7 @@ impl<'a> Parser<'a> {
                     Some(op) => self.comparison(field, op),
                     None => {
                         self.pos = after_field;
-                        if field.arg.is_some() {
+                        if field.arg.is_some() || !field.transforms.is_empty() {
                             return Err(ParseError {
                                 offset: after_field,
                                 message: format!("expected an operator after `{field}`"),
@@ -330,8 +383,35 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// `ident(` where `ident` is one of `names`: the length of `ident` when it is.
+    fn call_of(&self, names: &[&str]) -> Option<usize> {
+        let r = self.rest();
+        let len = r
+            .char_indices()
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map(|(i, _)| i)?;
+        (names.contains(&&r[..len]) && r[len..].starts_with('(')).then_some(len)
+    }
+
     fn field(&mut self) -> Result<FieldRef, ParseError> {
         let start = self.pos;
+        if let Some(len) = self.call_of(&["tolower", "toupper", "b64", "basename", "len"]) {
+            let t = Transform::from_name(&self.rest()[..len]).expect("checked name");
+            self.pos += len + 1;
+            self.skip_ws();
+            let mut inner = self.field()?;
+            self.skip_ws();
+            if self.peek() != Some(')') {
+                return Err(self.err(format!("expected `)` to close `{}(`", t.name())));
+            }
+            self.pos += 1;
+            inner.transforms.push(t);
+            inner.span = Span {
+                start,
+                end: self.pos,
+            };
+            return Ok(inner);
+        }
         match self.peek() {
             Some(c) if is_ident_start(c) => {}
             _ => return Err(self.err("expected a field name")),
@@ -358,6 +438,7 @@ impl<'a> Parser<'a> {
         Ok(FieldRef {
             name,
             arg,
+            transforms: Vec::new(),
             span: Span {
                 start,
                 end: self.pos,
@@ -400,6 +481,12 @@ impl<'a> Parser<'a> {
             });
         }
         self.skip_ws();
+        if self
+            .call_of(&["val", "tolower", "toupper", "b64", "basename", "len"])
+            .is_some()
+        {
+            return self.field_operand(field, op);
+        }
         let operand = if self.peek() == Some('(') {
             self.pos += 1;
             let mut items = Vec::new();
@@ -432,6 +519,40 @@ impl<'a> Parser<'a> {
             Operand::Single(self.literal()?)
         };
         Ok(Expr::Compare { field, op, operand })
+    }
+
+    /// `val(field)`, possibly inside transformers: `tolower(val(ka.user.name))`.
+    fn field_operand(&mut self, field: FieldRef, op: Op) -> Result<Expr, ParseError> {
+        let start = self.pos;
+        let mut wrappers = Vec::new();
+        while let Some(len) = self.call_of(&["tolower", "toupper", "b64", "basename", "len"]) {
+            wrappers.push(Transform::from_name(&self.rest()[..len]).expect("checked name"));
+            self.pos += len + 1;
+            self.skip_ws();
+        }
+        if self.call_of(&["val"]).is_none() {
+            return Err(self.err("expected `val(<field>)` on the right-hand side"));
+        }
+        self.pos += 4;
+        self.skip_ws();
+        let mut rhs = self.field()?;
+        for _ in 0..wrappers.len() + 1 {
+            self.skip_ws();
+            if self.peek() != Some(')') {
+                return Err(self.err("expected `)`"));
+            }
+            self.pos += 1;
+        }
+        rhs.transforms.extend(wrappers.into_iter().rev());
+        rhs.span = Span {
+            start,
+            end: self.pos,
+        };
+        Ok(Expr::Compare {
+            field,
+            op,
+            operand: Operand::Field(rhs),
+        })
     }
 
     fn literal(&mut self) -> Result<Literal, ParseError> {
@@ -511,6 +632,7 @@ mod tests {
                 let rhs = match operand {
                     Operand::None => String::new(),
                     Operand::Single(l) => format!(" {}", l.text),
+                    Operand::Field(f) => format!(" val:{f}"),
                     Operand::List(v) => format!(
                         " [{}]",
                         v.iter()
@@ -583,6 +705,37 @@ mod tests {
         assert_eq!(e.message, "empty condition");
         let e = parse_condition("a b").unwrap_err();
         assert_eq!(e.offset, 2);
+    }
+
+    #[test]
+    fn transformers_and_field_operands() {
+        assert_eq!(
+            show(&p("tolower(ka.user.name) = alice")),
+            "(tolower(ka.user.name) Eq alice)"
+        );
+        assert_eq!(
+            show(&p(
+                "toupper(basename(ka.uri)) startswith X and len(ka.user.groups) > 2"
+            )),
+            "(and (toupper(basename(ka.uri)) StartsWith X) (len(ka.user.groups) Gt 2))"
+        );
+        let e = p("ka.target.namespace = val(ka.user.name)");
+        assert_eq!(show(&e), "(ka.target.namespace Eq val:ka.user.name)");
+        let e = p("ka.target.name != tolower(val(ka.req.binding.role))");
+        assert_eq!(
+            show(&e),
+            "(ka.target.name Ne val:tolower(ka.req.binding.role))"
+        );
+        let Expr::Compare { field, .. } = p("b64(jevt.value[/x]) bcontains 6869") else {
+            panic!()
+        };
+        assert_eq!(field.transforms, [Transform::B64]);
+        assert_eq!(field.arg.as_deref(), Some("/x"));
+        assert!(parse_condition("tolower(ka.verb").is_err());
+        assert!(parse_condition("tolower(ka.verb)").is_err());
+        assert!(parse_condition("ka.verb = val(ka.uri").is_err());
+        // A bare word that only looks like a call stays a value.
+        assert_eq!(show(&p("a.b = len")), "(a.b Eq len)");
     }
 
     #[test]

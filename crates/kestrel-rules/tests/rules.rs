@@ -1,7 +1,17 @@
-//! Integration tests: the bundled pack over hand-written events, Falco's upstream audit rules
-//! over Falco's traces, load diagnostics, and a throughput measurement (ignored by default).
+//! Integration tests: the bundled pack over hand-written events, Falco's own rules and captures
+//! (`falco_compat`), the rule language (`language`), load diagnostics, and a throughput
+//! measurement (ignored by default).
 
 use std::path::PathBuf;
+
+#[path = "rules/falco_compat.rs"]
+mod falco_compat;
+#[path = "rules/language.rs"]
+mod language;
+#[path = "rules/pack.rs"]
+mod pack;
+#[path = "rules/stateful.rs"]
+mod stateful;
 
 use kestrel_event::AuditEvent;
 use kestrel_rules::{ErrorKind, RuleMatching, RuleSet};
@@ -299,189 +309,14 @@ fn other_sources_load_inactive_and_disabled_rules_do_not_fire() {
     assert!(rs.evaluate_audit(&e).is_empty());
 }
 
-// ---- Falco compatibility --------------------------------------------------------------------
-
-const FALCO: &str = "../../../shared/compat/falco";
-
-fn falco_rules() -> Option<(RuleSet, kestrel_rules::LoadReport)> {
-    let path = manifest(&format!("{FALCO}/k8s_audit_rules.yaml"));
-    let text = std::fs::read_to_string(&path).ok()?;
-    Some(RuleSet::from_sources(&[src("k8s_audit_rules.yaml", &text)]))
-}
-
-fn trace(name: &str) -> Vec<AuditEvent> {
-    let text = std::fs::read_to_string(manifest(&format!("{FALCO}/traces/{name}"))).unwrap();
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-#[test]
-fn falco_upstream_rules_load() {
-    let Some((rs, report)) = falco_rules() else {
-        eprintln!("shared/compat not present, skipping");
-        return;
-    };
-    let loaded = rs.rules().len();
-    eprintln!("falco k8s_audit_rules.yaml: {loaded} of 48 rules loaded\n{report}");
-    assert!(report.is_ok(), "{report}");
-    assert_eq!(loaded, 48);
-}
-
-#[test]
-fn falco_traces_fire_the_expected_rules() {
-    let Some((rs, _)) = falco_rules() else {
-        return;
-    };
-    let cases = [
-        ("create_nginx_pod_privileged.json", "Create Privileged Pod"),
-        (
-            "create_nginx_pod_privileged_2nd_container.json",
-            "Create Privileged Pod",
-        ),
-        (
-            "attach_cluster_admin_role.json",
-            "Attach to cluster-admin Role",
-        ),
-        (
-            "anonymous_creates_namespace_foo.json",
-            "Anonymous Request Allowed",
-        ),
-        (
-            "create_nginx_pod_hostnetwork.json",
-            "Create HostNetwork Pod",
-        ),
-        (
-            "create_nginx_pod_sensitive_mount.json",
-            "Create Sensitive Mount Pod",
-        ),
-        (
-            "create_nginx_service_nodeport.json",
-            "Create NodePort Service",
-        ),
-        (
-            "create_configmap_sensitive_values.json",
-            "Create/Modify Configmap With Private Credentials",
-        ),
-        ("exec_pod.json", "Attach/Exec Pod"),
-        ("attach_pod.json", "Attach/Exec Pod"),
-        (
-            "create_cluster_role_wildcard_verbs.json",
-            "ClusterRole With Wildcard Created",
-        ),
-        (
-            "create_cluster_role_pod_exec.json",
-            "ClusterRole With Pod Exec Created",
-        ),
-        (
-            "create_pod_kube_system_namespace.json",
-            "Pod Created in Kube Namespace",
-        ),
-        (
-            "some-user_creates_namespace_foo.json",
-            "Create Disallowed Namespace",
-        ),
-        (
-            "modify_cluster_role_node_problem_detector.json",
-            "System ClusterRole Modified/Deleted",
-        ),
-        ("create_deployment.json", "K8s Deployment Created"),
-    ];
-    let mut failures = Vec::new();
-    for (file, rule) in cases {
-        let fired: Vec<String> = trace(file)
-            .iter()
-            .flat_map(|e| rs.evaluate_audit(e))
-            .map(|m| m.rule)
-            .collect();
-        if !fired.iter().any(|r| r == rule) {
-            failures.push(format!("{file}: expected {rule:?}, fired {fired:?}"));
-        }
-    }
-    let quiet = [
-        (
-            "create_nginx_pod_unprivileged.json",
-            "Create Privileged Pod",
-        ),
-        (
-            "create_nginx_pod_nohostnetwork.json",
-            "Create HostNetwork Pod",
-        ),
-        (
-            "create_nginx_pod_unsensitive_mount.json",
-            "Create Sensitive Mount Pod",
-        ),
-        (
-            "create_nginx_service_nonodeport.json",
-            "Create NodePort Service",
-        ),
-        (
-            "create_configmap_no_sensitive_values.json",
-            "Create/Modify Configmap With Private Credentials",
-        ),
-    ];
-    for (file, rule) in quiet {
-        let fired: Vec<String> = trace(file)
-            .iter()
-            .flat_map(|e| rs.evaluate_audit(e))
-            .map(|m| m.rule)
-            .collect();
-        if fired.iter().any(|r| r == rule) {
-            failures.push(format!("{file}: {rule:?} must not fire"));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-#[test]
-fn falco_snippets_and_legacy_rules_load_beside_upstream() {
-    let base = manifest(FALCO);
-    let Ok(legacy) = std::fs::read_to_string(base.join("snippets/legacy_falco_rules_v1_0_1.yaml"))
-    else {
-        return;
-    };
-    let main = std::fs::read_to_string(base.join("k8s_audit_rules.yaml")).unwrap();
-    let allow = std::fs::read_to_string(base.join("snippets/allow_namespace_foo.yaml")).unwrap();
-    let trust = std::fs::read_to_string(base.join("snippets/trust_nginx_container.yaml")).unwrap();
-    let (rs, report) = RuleSet::from_sources(&[
-        src("legacy.yaml", &legacy),
-        src("k8s_audit_rules.yaml", &main),
-        src("allow_namespace_foo.yaml", &allow),
-        src("trust_nginx_container.yaml", &trust),
-    ]);
-    eprintln!("{report}");
-    assert!(report.failed_rules().is_empty(), "{report}");
-    let fired: Vec<String> = trace("some-user_creates_namespace_foo.json")
-        .iter()
-        .flat_map(|e| rs.evaluate_audit(e))
-        .map(|m| m.rule)
-        .collect();
-    assert!(
-        !fired.iter().any(|r| r == "Create Disallowed Namespace"),
-        "{fired:?}"
-    );
-    let fired: Vec<String> = trace("create_nginx_pod_privileged.json")
-        .iter()
-        .flat_map(|e| rs.evaluate_audit(e))
-        .map(|m| m.rule)
-        .collect();
-    assert!(
-        !fired.iter().any(|r| r == "Create Privileged Pod"),
-        "{fired:?}"
-    );
-}
-
 // ---- Throughput -----------------------------------------------------------------------------
 
-/// `cargo test --release -p kestrel-rules --test rules -- --ignored --nocapture throughput`
-#[test]
-#[ignore]
-fn throughput() {
+/// Ordinary cluster traffic: mostly get/list/watch/update by controllers, nodes and service
+/// accounts, some user requests, and the hand-written cases (pods with specs, RBAC, exec, ...)
+/// mixed in.
+fn traffic(n: usize) -> Vec<AuditEvent> {
     let text = std::fs::read_to_string(manifest("testdata/bundled_cases.json")).unwrap();
     let cases: Vec<Case> = serde_json::from_str(&text).unwrap();
-    // Ordinary traffic: mostly get/list/watch by controllers and nodes, a few user requests.
-    let mut events: Vec<AuditEvent> = Vec::new();
     let users = [
         "system:kube-controller-manager",
         "system:kube-scheduler",
@@ -489,6 +324,8 @@ fn throughput() {
         "system:serviceaccount:kube-system:coredns",
         "system:serviceaccount:monitoring:prometheus",
         "system:apiserver",
+        "alice@example.com",
+        "system:serviceaccount:ci:deployer",
     ];
     let resources = [
         "pods",
@@ -498,12 +335,13 @@ fn throughput() {
         "nodes",
         "secrets",
         "services",
+        "deployments",
     ];
-    for i in 0..1000 {
-        let verb = ["get", "list", "watch", "update", "patch"][i % 5];
-        let user = users[i % users.len()];
-        let res = resources[i % resources.len()];
-        events.push(
+    let mut events: Vec<AuditEvent> = (0..n)
+        .map(|i| {
+            let verb = ["get", "list", "watch", "update", "patch", "get", "create"][i % 7];
+            let user = users[i % users.len()];
+            let res = resources[(i / 3) % resources.len()];
             serde_json::from_value(serde_json::json!({
                 "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
                 "auditID": format!("id-{i}"), "stage": "ResponseComplete",
@@ -512,39 +350,219 @@ fn throughput() {
                 "sourceIPs": ["10.0.0.1"], "userAgent": "kube-controller-manager/v1.31.0 (linux/amd64)",
                 "objectRef": {"resource": res, "namespace": "kube-system", "name": format!("x{i}")},
                 "responseStatus": {"code": 200},
+                "stageTimestamp": "2026-11-20T09:00:00Z",
                 "annotations": {"authorization.k8s.io/decision": "allow"}
             }))
-            .unwrap(),
-        );
-    }
+            .unwrap()
+        })
+        .collect();
     for (i, c) in cases.iter().enumerate() {
-        events[i * 37 % 1000] = c.event.clone();
+        let at = i * 37 % n;
+        events[at] = c.event.clone();
     }
-    let rs = RuleSet::bundled();
-    let rounds = 500;
-    let start = std::time::Instant::now();
+    events
+}
+
+fn cpu_seconds() -> f64 {
+    // utime + stime of this process, in clock ticks (USER_HZ = 100 on Linux).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (t(11) + t(12)) / 100.0
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Falco's 48 k8saudit rules plus Kestrel's pack, all evaluated (`rule_matching: all`).
+///
+/// `cargo test --release -p kestrel-rules --test rules -- --ignored --nocapture throughput`
+#[test]
+#[ignore]
+fn throughput() {
+    let mut sources = RuleSet::bundled_sources();
+    let falco = manifest("../../../shared/compat/falco/k8s_audit_rules.yaml");
+    match std::fs::read_to_string(&falco) {
+        Ok(t) => sources.push(("k8s_audit_rules.yaml".to_string(), t)),
+        Err(_) => eprintln!(
+            "Falco's rules not found at {}: Kestrel's pack only",
+            falco.display()
+        ),
+    }
+    let (rs, report) = RuleSet::from_sources(&sources);
+    assert!(report.is_ok(), "{report}");
+    let rs = std::sync::Arc::new(rs);
+    eprintln!("{} rules evaluated", rs.active_len());
+    let events = traffic(10_000);
+    let lines: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| serde_json::to_vec(e).unwrap())
+        .collect();
+    let bytes: usize = lines.iter().map(Vec::len).sum();
+    eprintln!(
+        "{} events, {:.0} bytes per event on average",
+        events.len(),
+        bytes as f64 / events.len() as f64
+    );
+    let rounds = 100;
+    let n = (rounds * events.len()) as f64;
+
+    // Parsed events, stateless path.
+    let (c0, t0) = (cpu_seconds(), std::time::Instant::now());
     let mut fired = 0usize;
     for _ in 0..rounds {
         for e in &events {
             fired += rs.evaluate_audit(e).len();
         }
     }
-    let secs = start.elapsed().as_secs_f64();
-    let n = (rounds * events.len()) as f64;
-    eprintln!("bundled pack: {:.0} events/s ({} matches)", n / secs, fired);
-    let text = std::fs::read_to_string(manifest(&format!("{FALCO}/k8s_audit_rules.yaml")));
-    if let Ok(text) = text {
-        let (rs, _) = RuleSet::from_sources(&[src("falco.yaml", &text)]);
-        let start = std::time::Instant::now();
-        for _ in 0..rounds {
-            for e in &events {
-                fired += rs.evaluate_audit(e).len();
-            }
+    let (cpu, wall) = (cpu_seconds() - c0, t0.elapsed().as_secs_f64());
+    eprintln!(
+        "parsed events, RuleSet::evaluate_audit: {:.0} events/s per core ({:.0}/s wall; {} alerts)",
+        n / cpu,
+        n / wall,
+        fired
+    );
+
+    // The same without the human user (whose every request Falco's `Disallowed K8s User`
+    // reports): evaluation alone, almost no alert to render.
+    let quiet: Vec<AuditEvent> = events
+        .iter()
+        .filter(|e| e.user.username.starts_with("system:"))
+        .cloned()
+        .collect();
+    let (c0, t0) = (cpu_seconds(), std::time::Instant::now());
+    let mut fired = 0usize;
+    for _ in 0..rounds {
+        for e in &quiet {
+            fired += rs.evaluate_audit(e).len();
         }
-        let secs = start.elapsed().as_secs_f64();
-        eprintln!(
-            "falco upstream rules: {:.0} events/s ({fired} matches in total)",
-            n / secs
-        );
     }
+    let nq = (rounds * quiet.len()) as f64;
+    let (cpu, wall) = (cpu_seconds() - c0, t0.elapsed().as_secs_f64());
+    eprintln!(
+        "parsed events, system identities only: {:.0} events/s per core ({:.0}/s wall; {} alerts)",
+        nq / cpu,
+        nq / wall,
+        fired
+    );
+
+    // Parsed events through the Detector (stateful rules too).
+    let mut d = kestrel_rules::Detector::new(rs.clone());
+    let (c0, t0) = (cpu_seconds(), std::time::Instant::now());
+    let mut fired = 0usize;
+    for r in 0..rounds {
+        for (i, e) in events.iter().enumerate() {
+            let now = 1_795_165_200_000_000_000 + ((r * events.len() + i) as i64) * 1_000_000;
+            fired += d.evaluate_audit(e, now).len();
+        }
+    }
+    let (cpu, wall) = (cpu_seconds() - c0, t0.elapsed().as_secs_f64());
+    eprintln!(
+        "parsed events, Detector (stateful too): {:.0} events/s per core ({:.0}/s wall; {} alerts)",
+        n / cpu,
+        n / wall,
+        fired
+    );
+
+    // JSON bytes → AuditEvent → rules.
+    let (c0, t0) = (cpu_seconds(), std::time::Instant::now());
+    let mut fired = 0usize;
+    for _ in 0..rounds / 10 {
+        for l in &lines {
+            let e: AuditEvent = serde_json::from_slice(l).unwrap();
+            fired += rs.evaluate_audit(&e).len();
+        }
+    }
+    let n10 = n / 10.0;
+    let (cpu, wall) = (cpu_seconds() - c0, t0.elapsed().as_secs_f64());
+    eprintln!(
+        "JSON + rules (serde_json::from_slice): {:.0} events/s per core ({:.0}/s wall; {} alerts)",
+        n10 / cpu,
+        n10 / wall,
+        fired
+    );
+
+    // The ingest parser (dead letters, redaction) + rules, one JSON-lines chunk per round.
+    let mut chunk = Vec::with_capacity(bytes + lines.len());
+    for l in &lines {
+        chunk.extend_from_slice(l);
+        chunk.push(b'\n');
+    }
+    let cfg = kestrel_parse::AuditParseConfig::default();
+    let (c0, t0) = (cpu_seconds(), std::time::Instant::now());
+    let mut fired = 0usize;
+    for _ in 0..rounds / 10 {
+        let batch = kestrel_parse::parse_json_lines(&chunk, 1, &cfg, "bench", 0);
+        for e in &batch.events {
+            fired += rs.evaluate_audit(e).len();
+        }
+    }
+    let (cpu, wall) = (cpu_seconds() - c0, t0.elapsed().as_secs_f64());
+    eprintln!(
+        "JSON + rules (kestrel_parse::parse_json_lines, redaction on): {:.0} events/s per core ({:.0}/s wall; {} alerts)",
+        n10 / cpu,
+        n10 / wall,
+        fired
+    );
+
+    // Two threads sharing one RuleSet (stateless path).
+    let t0 = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let rs = rs.clone();
+            let events = &events;
+            s.spawn(move || {
+                let mut f = 0usize;
+                for _ in 0..rounds {
+                    for e in events {
+                        f += rs.evaluate_audit(e).len();
+                    }
+                }
+                f
+            });
+        }
+    });
+    eprintln!(
+        "2 threads, parsed events: {:.0} events/s wall in total",
+        2.0 * n / t0.elapsed().as_secs_f64()
+    );
+
+    // Memory of stateful rules at 100k distinct keys (first_seen by user and namespace).
+    let text = "
+- rule: seen
+  desc: d
+  condition: ka.verb = get
+  output: o
+  priority: INFO
+  source: k8s_audit
+  first_seen:
+    fields: [ka.user.name, ka.target.namespace]
+    history: 30d
+";
+    let (rs, _) = RuleSet::from_sources(&[src("m.yaml", text)]);
+    let mut d = kestrel_rules::Detector::new(rs);
+    let mut e = events[0].clone();
+    e.verb = "get".into();
+    let before = rss_bytes();
+    for i in 0..100_000 {
+        e.user.username = format!("system:serviceaccount:team-{}:app-{i}", i % 50);
+        d.evaluate_audit(&e, 1_795_165_200_000_000_000 + i as i64);
+    }
+    let after = rss_bytes();
+    let json = serde_json::to_vec(&d.snapshot()).unwrap();
+    eprintln!(
+        "100k first_seen keys: {} keys, {:.1} MiB estimated, ~{:.1} MiB resident more, snapshot {:.1} MiB of JSON",
+        d.stats().keys,
+        d.stats().approx_bytes as f64 / (1 << 20) as f64,
+        after.saturating_sub(before) as f64 / (1 << 20) as f64,
+        json.len() as f64 / (1 << 20) as f64
+    );
 }

@@ -36,6 +36,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// The node agent: tail this node's logs and ship them to the server.
     Agent(AgentArgs),
+    /// Run Falco-format rules offline over audit events, lint rule files, explain a rule.
+    #[cfg(feature = "server")]
+    Rules(RulesArgs),
     /// Run a read-only SQL query.
     Query(QueryArgs),
     /// List and change alerts.
@@ -217,4 +220,70 @@ pub enum AlertsAction {
     Ack { id: String },
     /// Resolve an alert by id.
     Resolve { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    #[command(subcommand)]
+    pub action: RulesAction,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RuleMatchingArg {
+    /// Every matching rule fires.
+    All,
+    /// Only the first matching rule, in load order (Falco's default).
+    First,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RulesFormat {
+    /// One JSON object per alert and line, with Falco's keys.
+    Json,
+    /// `time: Priority output`, as Falco prints alerts.
+    Text,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesAction {
+    /// Evaluate rules over a file of audit events (JSON lines or an EventList) and print one
+    /// line per alert.
+    Run {
+        /// A rule file (Falco YAML); repeat to load several, in order. Default: the bundled pack.
+        #[arg(long = "rules", short = 'r')]
+        rules: Vec<PathBuf>,
+        /// The audit events: JSON lines (an audit log) or an EventList.
+        #[arg(long)]
+        events: PathBuf,
+        /// The event source the rules are for.
+        #[arg(long, default_value = "k8s_audit")]
+        source: String,
+        /// How many rules may fire per event.
+        #[arg(long, value_enum, default_value = "all")]
+        rule_matching: RuleMatchingArg,
+        /// Output format.
+        #[arg(long, short = 'f', value_enum, default_value = "json")]
+        format: RulesFormat,
+    },
+    /// Run rule unit tests: a YAML file of audit events and the alerts they must raise.
+    Test {
+        /// The test file (`rules:` in it names the rule files, relative to it).
+        file: PathBuf,
+        /// Rule files to test instead of the ones the test file names.
+        #[arg(long = "rules", short = 'r')]
+        rules: Vec<PathBuf>,
+    },
+    /// Load rule files and report every error and warning with file, line and column.
+    Lint {
+        /// Rule files, loaded in order.
+        files: Vec<PathBuf>,
+    },
+    /// Show a rule's compiled condition (macros inlined, lists expanded) and the fields it reads.
+    Explain {
+        /// The rule's name.
+        rule: String,
+        /// Rule files to load, in order. Default: the bundled pack.
+        #[arg(long = "rules", short = 'r')]
+        rules: Vec<PathBuf>,
+    },
 }

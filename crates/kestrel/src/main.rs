@@ -12,6 +12,8 @@ mod client;
 mod local;
 mod output;
 #[cfg(feature = "server")]
+mod rules;
+#[cfg(feature = "server")]
 mod up;
 
 use std::process::ExitCode;
@@ -86,6 +88,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         #[cfg(feature = "server")]
         Command::Bench(args) => bench::run(args).await,
         Command::Agent(args) => agent::run(args).await,
+        #[cfg(feature = "server")]
+        Command::Rules(args) => rules::run(args),
         Command::Query(args) => client::query(args).await,
         Command::Alerts(args) => client::alerts(args).await,
     }

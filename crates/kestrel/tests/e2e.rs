@@ -14,6 +14,7 @@
 //! - `auth`: tokens and roles on every endpoint.
 //! - `alerts`: rule matches become alerts, notified once, acknowledged.
 //! - `cli`: `kestrel query` output formats and errors, and `/metrics`.
+//! - `rules_cli`: `kestrel rules run|test|lint|explain` offline.
 
 #[path = "e2e/harness.rs"]
 mod harness;
@@ -37,3 +38,5 @@ mod malformed;
 mod read_only_sql;
 #[path = "e2e/redaction.rs"]
 mod redaction;
+#[path = "e2e/rules_cli.rs"]
+mod rules_cli;
