@@ -4,6 +4,7 @@
 pub mod agent_ingest;
 pub mod api;
 pub mod auth;
+pub mod console;
 pub mod config;
 pub mod ingest;
 pub mod metrics;
