@@ -119,6 +119,13 @@ export function timeChart(el, data, { kind = "bars", height = 200, colors = {}, 
   return plot;
 }
 
+/** Empties a chart's element (so a new chart can be awaited) and shows `children` instead. */
+export function clearChart(el, ...children) {
+  delete el.dataset.rendered;
+  el.classList.remove("chart");
+  el.replaceChildren(...children);
+}
+
 function fmt(v) {
   if (v === null || v === undefined) return "";
   if (Math.abs(v) >= 100 || Number.isInteger(v)) return Math.round(v).toLocaleString("en-US");

@@ -19,6 +19,7 @@ use crate::agent_ingest::{decode_body, parse_batch, store_agent_batch, AgentInge
 use crate::auth::{Principal, Role};
 use crate::console;
 use crate::ingest::{ingest_event_list, IngestError};
+use crate::rule_test::{self, RuleTestError, RuleTestRequest};
 use crate::AppState;
 
 /// An API failure: its status and a message for the caller.
@@ -85,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alerts/{id}", get(get_alert))
         .route("/v1/rules", get(list_rules))
         .route("/v1/tables", get(list_tables))
+        .route("/v1/rules/test", post(test_rules))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_read));
@@ -411,6 +413,22 @@ async fn list_rules(State(state): State<AppState>) -> Result<Response, ApiError>
         })
         .collect();
     Ok(Json(json!({ "rules": rules })).into_response())
+}
+
+/// Runs rule YAML over stored events without recording anything.
+async fn test_rules(
+    State(state): State<AppState>,
+    req: Result<Json<RuleTestRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(req) = req.map_err(json_rejection)?;
+    match rule_test::run(&state, req).await {
+        Ok(result) => Ok(Json(result).into_response()),
+        Err(RuleTestError::BadRequest(m)) => Err(ApiError::new(StatusCode::BAD_REQUEST, m)),
+        Err(RuleTestError::Query(QueryError::Limit(m))) => {
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m))
+        }
+        Err(RuleTestError::Query(e)) => Err(ApiError::internal(e)),
+    }
 }
 
 /// Every table with its columns, row count and time span, so clients discover what is stored.

@@ -2,7 +2,7 @@
 // table with CSV export, and a histogram of the matching rows over time.
 
 import { catalog, query } from "../api.js";
-import { alignBuckets, timeChart } from "../charts.js";
+import { alignBuckets, clearChart, timeChart } from "../charts.js";
 import { download, h, loading, num, panel, replace } from "../dom.js";
 import { entityHref } from "../nav.js";
 import { errorPosition, ident, timeFilter, toCsv } from "../sql.js";
@@ -45,7 +45,7 @@ export async function render(root, route, ctx) {
     "aria-label": "SQL query",
     "aria-describedby": "sql-help sql-error",
     "data-slash": true,
-    rows: 8,
+    rows: 6,
   });
   editor.value = initial;
   const runButton = h("button", { type: "button", class: "primary", id: "run" }, "Run");
@@ -83,8 +83,7 @@ export async function render(root, route, ctx) {
             h("span", { id: "sql-help", class: "muted" }, h("kbd", {}, "Ctrl"), "+", h("kbd", {}, "Enter"), " runs. ", h("code", {}, "$range"), " stands for the selected time range."),
           ),
         ),
-        h("div", { style: "margin-top:14px" }, panel("Matching rows over time", histogram)),
-        h("div", { style: "margin-top:14px" }, panel("Results", results)),
+        h("div", { style: "margin-top:14px" }, panel("Results", h("div", {}, h("h3", { class: "muted" }, "Matching rows over time"), histogram, results))),
       ),
     ),
   );
@@ -151,20 +150,21 @@ export async function render(root, route, ctx) {
     replace(errorEl);
     editor.removeAttribute("aria-invalid");
     replace(results, loading("Running"));
-    replace(histogram);
+    clearChart(histogram);
     let r;
     try {
       r = await query(sql, MAX_ROWS);
     } catch (e) {
       if (mine !== runId || !ctx.current()) return;
       showError(e, text);
+      clearChart(histogram, h("p", { class: "empty" }, "—"));
       replace(results, h("p", { class: "empty" }, "The query failed; see the message under the editor."));
       return;
     }
     if (mine !== runId || !ctx.current()) return;
     showResults(r);
     if (r.columns.includes("time")) drawHistogram(sql, mine);
-    else replace(histogram, h("p", { class: "empty" }, "Select a time column to see the matching rows over time."));
+    else clearChart(histogram, h("p", { class: "empty" }, "Select a time column to see the matching rows over time."));
   }
 
   function showError(e, text) {
@@ -219,12 +219,12 @@ export async function render(root, route, ctx) {
   }
 
   async function drawHistogram(sql, mine) {
-    replace(histogram, loading());
+    clearChart(histogram, loading());
     try {
       const span = await query(`SELECT min(time), max(time) FROM (${sql}) AS q`);
       if (mine !== runId || !ctx.current()) return;
       const [min, max] = span.rows[0] || [];
-      if (!min) return replace(histogram, h("p", { class: "empty" }, "No rows."));
+      if (!min) return clearChart(histogram, h("p", { class: "empty" }, "No rows."));
       const from = new Date(min);
       const to = new Date(Math.max(new Date(max).getTime() + 1000, from.getTime() + 60000));
       const seconds = (to - from) / 1000;
@@ -232,9 +232,9 @@ export async function render(root, route, ctx) {
       const hrange = { from, to, seconds, step };
       const r = await query(`SELECT date_bin(INTERVAL '${step} seconds', time, TIMESTAMP '1970-01-01T00:00:00Z') AS b, 'rows' AS k, count(*) AS n FROM (${sql}) AS q GROUP BY 1`);
       if (mine !== runId || !ctx.current()) return;
-      timeChart(histogram, alignBuckets(r.rows, hrange, ["rows"]), { kind: "bars", height: 140, yLabel: "rows" });
+      timeChart(histogram, alignBuckets(r.rows, hrange, ["rows"]), { kind: "bars", height: 120, yLabel: "rows" });
     } catch (e) {
-      if (mine === runId && ctx.current()) replace(histogram, h("p", { class: "empty" }, `No histogram: ${e.message}`));
+      if (mine === runId && ctx.current()) clearChart(histogram, h("p", { class: "empty" }, `No histogram: ${e.message}`));
     }
   }
 
