@@ -442,7 +442,11 @@ async fn list_tables(State(state): State<AppState>) -> Result<Response, ApiError
     for table in Table::ALL {
         let name = table.name();
         let sql = format!("SELECT count(*), min(time), max(time) FROM {name}");
-        let result = state.store.query(&sql, &opts).await.map_err(ApiError::internal)?;
+        let result = state
+            .store
+            .query(&sql, &opts)
+            .await
+            .map_err(ApiError::internal)?;
         let row = result.rows.first().cloned().unwrap_or_default();
         let columns: Vec<_> = kestrel_store::column_types(&table.schema())
             .into_iter()

@@ -102,11 +102,7 @@ pub async fn file(Path(path): Path<String>) -> Response {
 
 /// `GET /v1/openapi.json`.
 pub async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        OPENAPI_JSON,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 pub mod agent_ingest;
 pub mod api;
 pub mod auth;
-pub mod console;
 pub mod config;
+pub mod console;
 pub mod ingest;
 pub mod metrics;
 pub mod rule_test;

@@ -183,7 +183,12 @@ fn text(row: &Map<String, Value>, column: &str) -> Option<String> {
 fn texts(row: &Map<String, Value>, column: &str) -> Vec<String> {
     row.get(column)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -305,7 +310,13 @@ mod tests {
         assert_eq!(back.annotations, original.annotations);
         assert_eq!(back.source_ips, original.source_ips);
         assert_eq!(back.event_time(), original.event_time());
-        assert_eq!(back.request_received_timestamp, original.request_received_timestamp);
-        assert_eq!((back.verb, back.stage, back.audit_id), (original.verb, original.stage, original.audit_id));
+        assert_eq!(
+            back.request_received_timestamp,
+            original.request_received_timestamp
+        );
+        assert_eq!(
+            (back.verb, back.stage, back.audit_id),
+            (original.verb, original.stage, original.audit_id)
+        );
     }
 }

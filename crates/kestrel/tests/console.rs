@@ -32,7 +32,7 @@ struct Browser {
 
 fn find_binary(env: &str, candidates: &[&str]) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(env) {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.exists());
     }
     candidates.iter().map(PathBuf::from).find(|p| p.exists())
 }
@@ -44,26 +44,33 @@ fn free_port() -> u16 {
         .port()
 }
 
-impl Browser {
-    /// Starts chromedriver and a headless Chromium session, or says why it cannot (`None`: skip).
-    async fn start(log_dir: &Path) -> Option<Browser> {
-        let chromium = find_binary(
-            "KESTREL_CHROMIUM",
-            &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
-        );
-        let driver = find_binary("KESTREL_CHROMEDRIVER", &["/usr/bin/chromedriver"]);
-        let (Some(chromium), Some(driver)) = (chromium, driver) else {
+/// Chromium and chromedriver, or `None` (skip) when they are missing outside CI.
+fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
+    let chromium = find_binary(
+        "KESTREL_CHROMIUM",
+        &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+    );
+    let driver = find_binary("KESTREL_CHROMEDRIVER", &["/usr/bin/chromedriver"]);
+    match (chromium, driver) {
+        (Some(c), Some(d)) => Some((c, d)),
+        _ => {
             let msg = "Chromium or chromedriver is missing (apt-get install -y chromium chromium-driver, \
                        or set KESTREL_CHROMIUM and KESTREL_CHROMEDRIVER)";
             if std::env::var_os("CI").is_some() {
                 panic!("{msg}; CI must run the console's browser tests");
             }
             eprintln!("SKIPPED: the console's browser tests: {msg}");
-            return None;
-        };
+            None
+        }
+    }
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium session with a fresh profile.
+    async fn start(chromium: &Path, driver: &Path, log_dir: &Path) -> Browser {
         let port = free_port();
         let log = std::fs::File::create(log_dir.join("chromedriver.log")).expect("driver log");
-        let mut child = Command::new(&driver)
+        let mut child = Command::new(driver)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
@@ -113,7 +120,7 @@ impl Browser {
             _profile: profile,
         };
         browser.fit_viewport(1280, 800).await;
-        Some(browser)
+        browser
     }
 
     /// Sizes the window so that the page itself gets `width`×`height` pixels.
@@ -148,11 +155,12 @@ where
     F: FnOnce(Client, Console) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start_with_demo(&dir.path().join("data")).await;
-    let Some(browser) = Browser::start(dir.path()).await else {
+    let Some((chromium, driver)) = browser_binaries() else {
         return;
     };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with_demo(&dir.path().join("data")).await;
+    let browser = Browser::start(&chromium, &driver, dir.path()).await;
     let console = Console {
         url: server.url.clone(),
         token: server.admin.clone(),
@@ -559,7 +567,7 @@ fn group_thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
