@@ -97,7 +97,7 @@ async function renderList(root, route, ctx) {
         case "priority":
           return priorityBadge(a.priority);
         case "rule":
-          return h("div", {}, h("a", { href: href("alerts", [a.id]), class: "alert-link" }, a.rule), h("div", { class: "muted" }, a.output.length > 140 ? `${a.output.slice(0, 140)}…` : a.output));
+          return h("div", {}, h("a", { href: href("alerts", [a.id]), class: "alert-link" }, a.rule), h("div", { class: "muted clamp", title: a.output }, a.output));
         case "namespace":
           return a.labels?.namespace ? h("a", { href: entityHref("namespace", a.labels.namespace) }, a.labels.namespace) : "";
         case "user":
