@@ -8,6 +8,7 @@ use crate::harness::{kestrel_cli, Api, Reply, TestServer};
 /// Every endpoint that needs a token: method, path, and a body for POSTs.
 const PROTECTED: &[(&str, &str)] = &[
     ("POST", "/v1/audit/webhook"),
+    ("POST", "/v1/ingest"),
     ("POST", "/v1/query"),
     ("GET", "/v1/alerts"),
     ("GET", "/v1/alerts/x"),
