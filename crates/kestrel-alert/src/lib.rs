@@ -14,7 +14,7 @@ mod store;
 pub use config::{duration, AlertingConfig, ReceiverConfig, RouteConfig, WebhookConfig};
 pub use model::{fingerprint, Alert, AlertStatus, EventRef, NewAlert};
 pub use notify::{Notifier, NotifierStats};
-pub use store::{AlertFilter, AlertStore, Delivery};
+pub use store::{AlertFilter, AlertStore, Delivery, RuleStats};
 
 /// Errors of the alert crate.
 #[derive(Debug, thiserror::Error)]

@@ -51,7 +51,23 @@ pub struct AlertFilter {
     pub status: Option<AlertStatus>,
     pub priority: Option<String>,
     pub rule: Option<String>,
+    /// Only alerts whose `namespace` label is this.
+    pub namespace: Option<String>,
+    /// Only alerts seen at or after this time (UTC nanoseconds).
+    pub since_ns: Option<i64>,
     pub limit: Option<usize>,
+}
+
+/// How often one rule matched, summed over its alerts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleStats {
+    pub rule: String,
+    /// Distinct alerts (label sets) the rule raised.
+    pub alerts: i64,
+    /// Matches, duplicates included.
+    pub matches: i64,
+    /// The latest match, RFC 3339.
+    pub last_seen: String,
 }
 
 /// One notification's fate.
@@ -173,7 +189,9 @@ impl AlertStore {
             "SELECT * FROM alerts
              WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR lower(priority) = lower(?2))
                AND (?3 IS NULL OR rule = ?3)
-             ORDER BY last_seen_ns DESC LIMIT ?4",
+               AND (?4 IS NULL OR json_extract(labels, '$.namespace') = ?4)
+               AND (?5 IS NULL OR last_seen_ns >= ?5)
+             ORDER BY last_seen_ns DESC LIMIT ?6",
         )?;
         let limit = filter.limit.unwrap_or(1000) as i64;
         let rows = stmt.query_map(
@@ -181,6 +199,8 @@ impl AlertStore {
                 filter.status.map(AlertStatus::as_str),
                 filter.priority,
                 filter.rule,
+                filter.namespace,
+                filter.since_ns,
                 limit
             ],
             alert_from_row,
@@ -257,6 +277,23 @@ impl AlertStore {
                 attempts: r.get(4)?,
                 last_error: r.get(5)?,
                 updated_at: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Match counts per rule, over every alert stored.
+    pub fn rule_stats(&self) -> Result<Vec<RuleStats>, AlertError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT rule, count(*), sum(count), max(last_seen_ns) FROM alerts GROUP BY rule",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(RuleStats {
+                rule: r.get(0)?,
+                alerts: r.get(1)?,
+                matches: r.get(2)?,
+                last_seen: to_rfc3339(r.get(3)?),
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -380,5 +417,43 @@ mod tests {
             .set_status("nope", AlertStatus::Resolved, "x")
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn lists_by_namespace_and_time_and_sums_matches_per_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AlertStore::open(&dir.path().join("state.db")).unwrap();
+        store.record(&new_alert("Exec", "shop", 10)).unwrap();
+        store.record(&new_alert("Exec", "shop", 30)).unwrap();
+        store.record(&new_alert("Exec", "web", 20)).unwrap();
+        store.record(&new_alert("Secret", "web", 5)).unwrap();
+
+        let in_web = store
+            .list(&AlertFilter {
+                namespace: Some("web".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        let mut rules: Vec<_> = in_web.iter().map(|a| a.rule.as_str()).collect();
+        rules.sort();
+        assert_eq!(rules, ["Exec", "Secret"]);
+        let recent = store
+            .list(&AlertFilter {
+                since_ns: Some(20),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(recent.len(), 2, "alerts last seen at 30 and 20");
+
+        let mut stats = store.rule_stats().unwrap();
+        stats.sort_by(|a, b| a.rule.cmp(&b.rule));
+        assert_eq!(
+            stats
+                .iter()
+                .map(|s| (s.rule.as_str(), s.alerts, s.matches))
+                .collect::<Vec<_>>(),
+            [("Exec", 2, 3), ("Secret", 1, 1)]
+        );
+        assert_eq!(stats[0].last_seen, to_rfc3339(30));
     }
 }

@@ -10,14 +10,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use kestrel_alert::{AlertFilter, AlertStatus};
-use kestrel_store::{QueryError, QueryOptions};
+use kestrel_store::{QueryError, QueryOptions, Table};
 use serde::Deserialize;
 use serde_json::json;
 use tracing::{error, warn};
 
 use crate::agent_ingest::{decode_body, parse_batch, store_agent_batch, AgentIngestError};
 use crate::auth::{Principal, Role};
+use crate::console;
 use crate::ingest::{ingest_event_list, IngestError};
+use crate::rule_test::{self, RuleTestError, RuleTestRequest};
 use crate::AppState;
 
 /// An API failure: its status and a message for the caller.
@@ -83,6 +85,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alerts", get(list_alerts))
         .route("/v1/alerts/{id}", get(get_alert))
         .route("/v1/rules", get(list_rules))
+        .route("/v1/tables", get(list_tables))
+        .route("/v1/rules/test", post(test_rules))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_read));
@@ -93,6 +97,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/", get(console::index))
+        .route("/console/{*path}", get(console::file))
+        .route("/v1/openapi.json", get(console::openapi))
         .merge(ingest)
         .merge(read)
         .merge(admin)
@@ -292,7 +299,15 @@ struct AlertQuery {
     status: Option<String>,
     priority: Option<String>,
     rule: Option<String>,
+    namespace: Option<String>,
+    /// RFC 3339: only alerts seen at or after this time.
+    since: Option<String>,
     limit: Option<usize>,
+}
+
+/// An optional query parameter: absent and empty mean "any".
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.is_empty())
 }
 
 async fn list_alerts(
@@ -308,10 +323,26 @@ async fn list_alerts(
             )
         })?),
     };
+    let since_ns = match non_empty(q.since) {
+        None => None,
+        Some(s) => Some(
+            chrono::DateTime::parse_from_rfc3339(&s)
+                .ok()
+                .and_then(|t| t.timestamp_nanos_opt())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("since {s:?} is not an RFC 3339 time like 2024-05-01T12:00:00Z"),
+                    )
+                })?,
+        ),
+    };
     let filter = AlertFilter {
         status,
-        priority: q.priority,
-        rule: q.rule,
+        priority: non_empty(q.priority),
+        rule: non_empty(q.rule),
+        namespace: non_empty(q.namespace),
+        since_ns,
         limit: Some(q.limit.unwrap_or(500).min(10_000)),
     };
     let alerts = state.alerts.list(&filter).map_err(ApiError::internal)?;
@@ -364,9 +395,72 @@ async fn resolve_alert(
     set_status(&state, &id, AlertStatus::Resolved, &who).await
 }
 
-async fn list_rules(State(state): State<AppState>) -> Response {
+/// The loaded rules, each with how often it matched (summed over its alerts, so counts survive
+/// restarts).
+async fn list_rules(State(state): State<AppState>) -> Result<Response, ApiError> {
     let rules = state.rules.load();
-    Json(json!({ "rules": rules.rules() })).into_response()
+    let stats = state.alerts.rule_stats().map_err(ApiError::internal)?;
+    let rules: Vec<serde_json::Value> = rules
+        .rules()
+        .into_iter()
+        .map(|info| {
+            let stat = stats.iter().find(|s| s.rule == info.name);
+            let mut v = serde_json::to_value(&info).expect("rule info serializes");
+            v["matches"] = json!(stat.map_or(0, |s| s.matches));
+            v["alerts"] = json!(stat.map_or(0, |s| s.alerts));
+            v["last_match"] = json!(stat.map(|s| s.last_seen.clone()));
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "rules": rules })).into_response())
+}
+
+/// Runs rule YAML over stored events without recording anything.
+async fn test_rules(
+    State(state): State<AppState>,
+    req: Result<Json<RuleTestRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(req) = req.map_err(json_rejection)?;
+    match rule_test::run(&state, req).await {
+        Ok(result) => Ok(Json(result).into_response()),
+        Err(RuleTestError::BadRequest(m)) => Err(ApiError::new(StatusCode::BAD_REQUEST, m)),
+        Err(RuleTestError::Query(QueryError::Limit(m))) => {
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m))
+        }
+        Err(RuleTestError::Query(e)) => Err(ApiError::internal(e)),
+    }
+}
+
+/// Every table with its columns, row count and time span, so clients discover what is stored.
+async fn list_tables(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let opts = QueryOptions {
+        max_rows: 1,
+        timeout: state.config.query.timeout,
+        memory_limit_bytes: state.config.query.memory_limit_bytes,
+    };
+    let mut tables = Vec::new();
+    for table in Table::ALL {
+        let name = table.name();
+        let sql = format!("SELECT count(*), min(time), max(time) FROM {name}");
+        let result = state
+            .store
+            .query(&sql, &opts)
+            .await
+            .map_err(ApiError::internal)?;
+        let row = result.rows.first().cloned().unwrap_or_default();
+        let columns: Vec<_> = kestrel_store::column_types(&table.schema())
+            .into_iter()
+            .map(|(name, ty)| json!({ "name": name, "type": ty }))
+            .collect();
+        tables.push(json!({
+            "name": name,
+            "columns": columns,
+            "rows": row.first().cloned().unwrap_or(json!(0)),
+            "min_time": row.get(1).cloned().unwrap_or_default(),
+            "max_time": row.get(2).cloned().unwrap_or_default(),
+        }));
+    }
+    Ok(Json(json!({ "tables": tables })).into_response())
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

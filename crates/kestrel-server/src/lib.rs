@@ -5,8 +5,10 @@ pub mod agent_ingest;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod ingest;
 pub mod metrics;
+pub mod rule_test;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -82,8 +84,8 @@ pub fn read_rule_sources(path: &Path) -> std::io::Result<Vec<(String, String)>> 
         .collect()
 }
 
-/// Loads the configured rules: the bundled pack, then the configured paths.
-pub fn load_rules(config: &ServerConfig) -> anyhow::Result<(RuleSet, LoadReport)> {
+/// The configured rule files as (name, text): the bundled pack, then the configured paths.
+pub fn rule_sources(config: &ServerConfig) -> anyhow::Result<Vec<(String, String)>> {
     let mut sources = if config.rules.bundled {
         RuleSet::bundled_sources()
     } else {
@@ -94,6 +96,12 @@ pub fn load_rules(config: &ServerConfig) -> anyhow::Result<(RuleSet, LoadReport)
             read_rule_sources(p).with_context(|| format!("reading rules from {}", p.display()))?,
         );
     }
+    Ok(sources)
+}
+
+/// Loads the configured rules: the bundled pack, then the configured paths.
+pub fn load_rules(config: &ServerConfig) -> anyhow::Result<(RuleSet, LoadReport)> {
+    let sources = rule_sources(config)?;
     let (mut rules, report) = RuleSet::from_sources(&sources);
     if config.rules.rule_matching == "first" {
         rules.set_rule_matching(RuleMatching::First);

@@ -13,7 +13,7 @@ pub mod wal;
 pub use agent_tables::ingest_batches;
 pub use query::{check_read_only, json_value, QueryError, QueryOptions, QueryResult};
 pub use rows::{Table, TableRows};
-pub use schema::{audit_schema, dead_letter_schema};
+pub use schema::{audit_schema, column_types, dead_letter_schema, sql_type_name};
 pub use store::{AppendOutcome, Store, StoreConfig, StoreStats};
 
 /// Errors of the store.

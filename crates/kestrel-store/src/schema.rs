@@ -94,6 +94,34 @@ pub fn dead_letter_schema() -> SchemaRef {
         .clone()
 }
 
+/// A column type as people read it: SQL-like and short (`string`, `timestamp`, `list<string>`).
+pub fn sql_type_name(t: &DataType) -> String {
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Int8 | DataType::Int16 | DataType::Int32 => "int".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+            "unsigned".into()
+        }
+        DataType::Float32 | DataType::Float64 => "double".into(),
+        DataType::Timestamp(..) => "timestamp".into(),
+        DataType::List(f) | DataType::LargeList(f) => {
+            format!("list<{}>", sql_type_name(f.data_type()))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Each column's name and [`sql_type_name`], in schema order.
+pub fn column_types(schema: &Schema) -> Vec<(String, String)> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), sql_type_name(f.data_type())))
+        .collect()
+}
+
 fn strings<'a>(it: impl Iterator<Item = Option<&'a str>>, cap: usize) -> ArrayRef {
     let mut b = StringBuilder::with_capacity(cap, cap * 16);
     for v in it {
@@ -211,6 +239,16 @@ mod tests {
             assert!(schema.fields().iter().all(|f| f.is_nullable()));
             assert_eq!(schema.field(0).name(), "time");
         }
+    }
+
+    #[test]
+    fn column_types_read_like_sql() {
+        let cols = column_types(&audit_schema());
+        assert_eq!(cols[0], ("time".to_string(), "timestamp".to_string()));
+        let find = |n: &str| cols.iter().find(|(c, _)| c == n).map(|(_, t)| t.as_str());
+        assert_eq!(find("user_groups"), Some("list<string>"));
+        assert_eq!(find("response_code"), Some("int"));
+        assert_eq!(find("verb"), Some("string"));
     }
 
     #[test]

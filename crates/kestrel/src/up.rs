@@ -245,6 +245,9 @@ fn print_welcome(url: &str, data_dir: &Path, demo: Option<DemoSummary>, agent: O
         "  admin token: {} (mode 0600)\n",
         dir.join("admin.token").display()
     ));
+    out.push_str(&format!(
+        "  console:     {url}/ (sign in with the admin token)\n"
+    ));
     if let Some(d) = demo {
         out.push_str(&format!(
             "\nDemo scenario replayed: {} audit events stored, {} alerts raised, {} dead letters.\n",

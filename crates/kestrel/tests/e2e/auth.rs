@@ -8,18 +8,22 @@ use crate::harness::{kestrel_cli, Api, Reply, TestServer};
 /// Every endpoint that needs a token: method, path, and a body for POSTs.
 const PROTECTED: &[(&str, &str)] = &[
     ("POST", "/v1/audit/webhook"),
+    ("POST", "/v1/ingest"),
     ("POST", "/v1/query"),
     ("GET", "/v1/alerts"),
     ("GET", "/v1/alerts/x"),
     ("POST", "/v1/alerts/x/ack"),
     ("POST", "/v1/alerts/x/resolve"),
     ("GET", "/v1/rules"),
+    ("POST", "/v1/rules/test"),
+    ("GET", "/v1/tables"),
     ("GET", "/metrics"),
 ];
 
 async fn call(api: &Api, method: &str, path: &str, token: Option<&str>) -> Reply {
     let body = match (method, path) {
         ("POST", "/v1/query") => Some(br#"{"sql":"SELECT 1"}"#.to_vec()),
+        ("POST", "/v1/rules/test") => Some(br#"{"rules":""}"#.to_vec()),
         ("POST", "/v1/audit/webhook") => Some(event_list(&[audit_event(
             "auth-probe",
             "ResponseComplete",
@@ -59,6 +63,20 @@ async fn tokens_and_roles_guard_every_endpoint() {
     for path in ["/healthz", "/readyz"] {
         assert_eq!(api.get(path, None).await.status, 200, "{path}");
     }
+    // The console's files and the API description hold no data and need no token.
+    for path in ["/", "/console/app.js", "/v1/openapi.json"] {
+        assert_eq!(api.get(path, None).await.status, 200, "{path}");
+    }
+    assert_eq!(api.get("/console/nope.js", None).await.status, 404);
+    // The OpenAPI document describes every protected endpoint.
+    let doc = api.get("/v1/openapi.json", None).await.json();
+    for (method, path) in PROTECTED {
+        let template = path.replace("/x", "/{id}");
+        assert!(
+            doc["paths"][&template][method.to_lowercase()].is_object(),
+            "{method} {template} is missing from /v1/openapi.json"
+        );
+    }
 
     // ingest: may write, may not read.
     let r = call(&api, "POST", "/v1/audit/webhook", Some(&ingest)).await;
@@ -67,6 +85,7 @@ async fn tokens_and_roles_guard_every_endpoint() {
         ("POST", "/v1/query"),
         ("GET", "/v1/alerts"),
         ("GET", "/v1/alerts/x"),
+        ("GET", "/v1/tables"),
         ("GET", "/metrics"),
     ] {
         let r = call(&api, method, path, Some(&ingest)).await;

@@ -27,7 +27,8 @@ pub async fn wait_for<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) 
     }
 }
 
-/// A `kestrel up --no-demo` child process on an ephemeral port, killed when dropped.
+/// A `kestrel up` child process on an ephemeral port (without the demo scenario unless asked),
+/// killed when dropped.
 pub struct TestServer {
     /// The data directory (`--data-dir`).
     pub data_dir: PathBuf,
@@ -35,6 +36,7 @@ pub struct TestServer {
     pub log: PathBuf,
     config: Option<PathBuf>,
     listen: String,
+    demo: bool,
     child: Option<Child>,
     /// `http://127.0.0.1:PORT` of the running process.
     pub url: String,
@@ -64,11 +66,34 @@ impl TestServer {
             log: data_dir.with_extension("log"),
             config: config.map(Path::to_path_buf),
             listen: listen.to_string(),
+            demo: false,
             child: None,
             url: String::new(),
             admin: String::new(),
         };
         server.launch().await;
+        server
+    }
+
+    /// Starts a server on `data_dir` that replays the demo scenario, and waits until it has.
+    #[allow(dead_code)] // used by the console tests, not by e2e
+    pub async fn start_with_demo(data_dir: &Path) -> TestServer {
+        let mut server = TestServer {
+            data_dir: data_dir.to_path_buf(),
+            log: data_dir.with_extension("log"),
+            config: None,
+            listen: "127.0.0.1:0".to_string(),
+            demo: true,
+            child: None,
+            url: String::new(),
+            admin: String::new(),
+        };
+        server.launch().await;
+        let marker = data_dir.join("demo.loaded");
+        wait_for("the demo scenario to be replayed", async || {
+            marker.exists().then_some(())
+        })
+        .await;
         server
     }
 
@@ -88,9 +113,11 @@ impl TestServer {
             .open(&self.log)
             .expect("open server log");
         let mut cmd = Command::new(KESTREL);
-        cmd.arg("up")
-            .arg("--no-demo")
-            .arg("--data-dir")
+        cmd.arg("up");
+        if !self.demo {
+            cmd.arg("--no-demo");
+        }
+        cmd.arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--no-agent")
             .args(["--listen", &self.listen]);
