@@ -18,6 +18,7 @@
 pub mod bench;
 pub mod buffer;
 pub mod config;
+pub mod kube;
 pub mod metrics;
 pub mod pipeline;
 pub mod ship;
