@@ -30,7 +30,9 @@ use ::kube::api::{
 };
 use ::kube::{Client, ResourceExt};
 use futures::StreamExt;
-use kestrel_event::{batch_id, BatchOrigin, DeadLetter, IngestBatch, K8sEvent, INGEST_FORMAT_VERSION};
+use kestrel_event::{
+    batch_id, BatchOrigin, DeadLetter, IngestBatch, K8sEvent, INGEST_FORMAT_VERSION,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -84,7 +86,13 @@ impl K8sEventBatch {
         origin.stream = self.stream.clone();
         IngestBatch {
             version: INGEST_FORMAT_VERSION,
-            id: batch_id(&origin.agent, &origin.input, &self.stream, self.start, self.end),
+            id: batch_id(
+                &origin.agent,
+                &origin.input,
+                &self.stream,
+                self.start,
+                self.end,
+            ),
             origin,
             start: self.start,
             end: self.end,
@@ -172,7 +180,11 @@ impl EventCheckpoint {
 
     /// Where to resume given the batches of this input found in the disk buffer: after the
     /// last buffered batch whose position is recorded, else the acknowledged point.
-    fn resume_point(&self, buffered: &[BatchMeta], input: &str) -> (Option<String>, u64) {
+    pub(crate) fn resume_point(
+        &self,
+        buffered: &[BatchMeta],
+        input: &str,
+    ) -> (Option<String>, u64) {
         let s = self.lock();
         let mut rv = s.resource_version.clone();
         let mut seq = s.next_seq;
@@ -196,7 +208,12 @@ impl EventCheckpoint {
     }
 
     /// Records a batch handed out (before it is handed out).
-    fn emit(&self, start: u64, end: u64, rv: Option<String>) -> Result<(), K8sEventsError> {
+    pub(crate) fn emit(
+        &self,
+        start: u64,
+        end: u64,
+        rv: Option<String>,
+    ) -> Result<(), K8sEventsError> {
         let mut s = self.lock();
         // Batches the disk buffer lost are forgotten: what follows them supersedes them.
         s.emitted.retain(|e| e.end <= start);
@@ -402,7 +419,10 @@ impl K8sEventSource {
                 Ok(()) => {
                     backoff = Duration::from_millis(100);
                     if warned {
-                        info!(input = self.input.name(), "kubernetes events watch recovered");
+                        info!(
+                            input = self.input.name(),
+                            "kubernetes events watch recovered"
+                        );
                         warned = false;
                     }
                 }
@@ -421,7 +441,9 @@ impl K8sEventSource {
                         Err(Stop::Closed) => return Ok(()),
                         Err(Stop::Failed(e)) => return Err(e),
                     }
-                    let jitter = Duration::from_millis(rand::random_range(0..=backoff.as_millis() as u64 / 2));
+                    let jitter = Duration::from_millis(rand::random_range(
+                        0..=backoff.as_millis() as u64 / 2,
+                    ));
                     tokio::time::sleep(backoff + jitter).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -569,10 +591,9 @@ impl K8sEventSource {
         match kestrel_parse::parse_k8s_event(&json) {
             Ok(event) => self.pending.events.push(event),
             Err(e) => {
-                let payload = String::from_utf8_lossy(
-                    &json[..json.len().min(DEAD_LETTER_PAYLOAD_BYTES)],
-                )
-                .into_owned();
+                let payload =
+                    String::from_utf8_lossy(&json[..json.len().min(DEAD_LETTER_PAYLOAD_BYTES)])
+                        .into_owned();
                 self.pending.dead_letters.push(DeadLetter {
                     time: now_nanos(),
                     source: self.input.name().to_owned(),

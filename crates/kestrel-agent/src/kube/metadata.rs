@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use ::kube::api::{Api, PartialObjectMeta};
@@ -75,6 +75,11 @@ struct State {
     owners: HashMap<(OwnedKind, String, String), (String, String)>,
     /// Namespace → labels as a JSON object.
     namespaces: HashMap<String, Arc<str>>,
+    /// During a (re-)list: what it listed so far, so that what it no longer lists is removed
+    /// (pods: marked deleted) at its end, without a moment where lookups find nothing.
+    listing_pods: Option<HashSet<String>>,
+    listing_owners: HashMap<OwnedKind, HashSet<(String, String)>>,
+    listing_namespaces: Option<HashSet<String>>,
 }
 
 struct Filter {
@@ -83,11 +88,20 @@ struct Filter {
     exclude_labels: Vec<LabelSelector>,
 }
 
+/// What [`ApiStatus`] is computed from.
+#[derive(Debug, Default)]
+struct StatusState {
+    enabled: bool,
+    pods_listed: bool,
+    /// Failing watches and why.
+    failing: BTreeMap<&'static str, String>,
+}
+
 struct Inner {
     state: RwLock<State>,
     filter: Filter,
     delete_grace: Duration,
-    status: RwLock<ApiStatus>,
+    status: Mutex<StatusState>,
     /// The "running with path metadata only" warning is given once.
     warned: AtomicBool,
 }
@@ -147,7 +161,7 @@ impl PodMetadataStore {
                         .collect(),
                 },
                 delete_grace: config.delete_grace,
-                status: RwLock::new(ApiStatus::Disabled),
+                status: Mutex::new(StatusState::default()),
                 warned: AtomicBool::new(false),
             }),
         }
@@ -165,7 +179,7 @@ impl PodMetadataStore {
         let Some(client) = client else {
             return (store, watches);
         };
-        store.set_status(ApiStatus::Connecting);
+        store.status().enabled = true;
         let pods = watcher::watcher(
             Api::<Pod>::all(client.clone()),
             watcher::Config::default().fields(&format!("spec.nodeName={node}")),
@@ -216,11 +230,20 @@ impl PodMetadataStore {
 
     /// Where the store's data comes from now.
     pub fn api_status(&self) -> ApiStatus {
-        self.inner
-            .status
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let s = self.status();
+        if !s.enabled {
+            ApiStatus::Disabled
+        } else if let Some(reason) = s.failing.values().next() {
+            ApiStatus::Unavailable(reason.clone())
+        } else if s.pods_listed {
+            ApiStatus::Ready
+        } else {
+            ApiStatus::Connecting
+        }
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, StatusState> {
+        self.inner.status.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Fills `identity`'s image (of `identity.container`), labels, top owner and service
@@ -285,16 +308,27 @@ impl PodMetadataStore {
         self.read().pods.len()
     }
 
+    /// Whether a pod's deletion was seen (its metadata is kept for the grace).
+    #[cfg(test)]
+    pub(crate) fn is_deleted(&self, pod_uid: &str) -> bool {
+        self.read()
+            .pods
+            .get(pod_uid)
+            .is_some_and(|p| p.deleted_at.is_some())
+    }
+
+    /// ReplicaSets and Jobs known with a controller.
+    #[cfg(test)]
+    pub(crate) fn owner_count(&self) -> usize {
+        self.read().owners.len()
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.inner.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.inner.state.write().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn set_status(&self, status: ApiStatus) {
-        *self.inner.status.write().unwrap_or_else(|p| p.into_inner()) = status;
     }
 
     /// Drops pods deleted more than the grace before `now`.
@@ -332,17 +366,17 @@ impl PodMetadataStore {
         }
     }
 
-    fn recovered(&self, what: &str) {
-        let was = self.api_status();
-        if what == "pods" || matches!(was, ApiStatus::Unavailable(_)) {
-            if matches!(was, ApiStatus::Unavailable(_)) {
-                info!(watch = what, "kubernetes metadata available again");
-            }
-            self.set_status(ApiStatus::Ready);
+    fn recovered(&self, what: &'static str) {
+        let mut s = self.status();
+        if s.failing.remove(what).is_some() {
+            info!(watch = what, "kubernetes watch available again");
+        }
+        if what == "pods" {
+            s.pods_listed = true;
         }
     }
 
-    fn unavailable(&self, what: &str, error: &watcher::Error) {
+    fn unavailable(&self, what: &'static str, error: &watcher::Error) {
         let reason = format!("{what} watch: {error}");
         if !self.inner.warned.swap(true, Ordering::AcqRel) {
             warn!(
@@ -353,21 +387,19 @@ impl PodMetadataStore {
         } else {
             debug!(%reason, "kubernetes watch failed; retrying");
         }
-        self.set_status(ApiStatus::Unavailable(reason));
+        self.status().failing.insert(what, reason);
     }
 
     fn on_pods(&self, event: Event<Pod>) {
         let mut state = self.write();
         match event {
-            Event::Init => {
-                state.pods.values_mut().for_each(|p| {
-                    // Marked now, cleared again by the re-list for pods that still exist.
-                    p.deleted_at.get_or_insert_with(Instant::now);
-                });
-            }
+            Event::Init => state.listing_pods = Some(HashSet::new()),
             Event::InitApply(pod) | Event::Apply(pod) => {
                 if let Some(uid) = pod.uid() {
                     let meta = self.pod_meta(&pod);
+                    if let Some(listed) = state.listing_pods.as_mut() {
+                        listed.insert(uid.clone());
+                    }
                     state.pods.insert(uid, meta);
                 }
             }
@@ -376,7 +408,15 @@ impl PodMetadataStore {
                     p.deleted_at = Some(Instant::now());
                 }
             }
-            Event::InitDone => {}
+            Event::InitDone => {
+                let listed = state.listing_pods.take().unwrap_or_default();
+                let now = Instant::now();
+                for (uid, p) in state.pods.iter_mut() {
+                    if !listed.contains(uid) {
+                        p.deleted_at.get_or_insert(now);
+                    }
+                }
+            }
         }
     }
 
@@ -384,11 +424,13 @@ impl PodMetadataStore {
         let mut state = self.write();
         match event {
             Event::Init => {
-                // A re-list: what it does not list again is gone.
-                state.owners.retain(|(k, _, _), _| *k != kind);
+                state.listing_owners.insert(kind, HashSet::new());
             }
             Event::InitApply(obj) | Event::Apply(obj) => {
                 let key = (kind, obj.namespace().unwrap_or_default(), obj.name_any());
+                if let Some(listed) = state.listing_owners.get_mut(&kind) {
+                    listed.insert((key.1.clone(), key.2.clone()));
+                }
                 match controller_of(obj.owner_references()) {
                     Some(owner) => {
                         state.owners.insert(key, owner);
@@ -402,22 +444,34 @@ impl PodMetadataStore {
                 let key = (kind, obj.namespace().unwrap_or_default(), obj.name_any());
                 state.owners.remove(&key);
             }
-            Event::InitDone => {}
+            Event::InitDone => {
+                // What the re-list no longer has is gone.
+                let listed = state.listing_owners.remove(&kind).unwrap_or_default();
+                state.owners.retain(|(k, ns, name), _| {
+                    *k != kind || listed.contains(&(ns.clone(), name.clone()))
+                });
+            }
         }
     }
 
     fn on_namespaces(&self, event: Event<PartialObjectMeta<Namespace>>) {
         let mut state = self.write();
         match event {
-            Event::Init => state.namespaces.clear(),
+            Event::Init => state.listing_namespaces = Some(HashSet::new()),
             Event::InitApply(ns) | Event::Apply(ns) => {
                 let labels = labels_json(ns.labels());
+                if let Some(listed) = state.listing_namespaces.as_mut() {
+                    listed.insert(ns.name_any());
+                }
                 state.namespaces.insert(ns.name_any(), labels);
             }
             Event::Delete(ns) => {
                 state.namespaces.remove(&ns.name_any());
             }
-            Event::InitDone => {}
+            Event::InitDone => {
+                let listed = state.listing_namespaces.take().unwrap_or_default();
+                state.namespaces.retain(|name, _| listed.contains(name));
+            }
         }
     }
 
@@ -485,9 +539,9 @@ impl State {
             _ => None,
         };
         if let Some(owned) = owned {
-            if let Some((k, n)) =
-                self.owners
-                    .get(&(owned, namespace.to_owned(), name.clone()))
+            if let Some((k, n)) = self
+                .owners
+                .get(&(owned, namespace.to_owned(), name.clone()))
             {
                 return Some((k, n));
             }

@@ -42,9 +42,10 @@ pub async fn connect(config: &KubernetesConfig) -> Result<Option<Client>, KubeCl
     if config.enabled == KubeEnabled::False {
         return Ok(None);
     }
-    match client_config(config).await.and_then(|c| {
-        Client::try_from(c).map_err(|e| KubeClientError::Client(e.to_string()))
-    }) {
+    match client_config(config)
+        .await
+        .and_then(|c| Client::try_from(c).map_err(|e| KubeClientError::Client(e.to_string())))
+    {
         Ok(client) => Ok(Some(client)),
         Err(e) if config.enabled == KubeEnabled::Auto => {
             warn!(
