@@ -317,6 +317,12 @@ impl PodMetadataStore {
             .is_some_and(|p| p.deleted_at.is_some())
     }
 
+    /// Applies one pod watch event, as the watch does.
+    #[cfg(test)]
+    pub(crate) fn apply_pod_for_test(&self, event: Event<Pod>) {
+        self.on_pods(event);
+    }
+
     /// ReplicaSets and Jobs known with a controller.
     #[cfg(test)]
     pub(crate) fn owner_count(&self) -> usize {
