@@ -30,7 +30,7 @@ pub struct KubernetesConfig {
     #[serde(default, deserialize_with = "enabled")]
     pub enabled: KubeEnabled,
     /// The node whose pods are watched; defaults to `$NODE_NAME` (set it from the downward API:
-    /// `fieldRef: spec.nodeName`).
+    /// `fieldRef: spec.nodeName`), else the agent's `node`.
     #[serde(default)]
     pub node_name: Option<String>,
     /// A kubeconfig file to use instead of the in-cluster service account.
@@ -84,13 +84,6 @@ impl KubernetesConfig {
                     "kubernetes.exclude_pod_labels: {sel:?} is not `key=value` or `key`"
                 ));
             }
-        }
-        if self.enabled != KubeEnabled::False && self.node_name().is_none() {
-            problems.push(
-                "kubernetes.node_name: not set and $NODE_NAME is empty (set it from the \
-                 downward API, fieldRef spec.nodeName)"
-                    .into(),
-            );
         }
         problems
     }
