@@ -228,6 +228,25 @@ mod tests {
     }
 
     #[test]
+    fn the_agent_config_takes_a_kubernetes_section() {
+        let yaml =
+            "server: {url: http://127.0.0.1:7070}\ndata_dir: /tmp/k\ninputs: [{type: pod_logs}]\n\
+                    kubernetes:\n  enabled: auto\n  node_name: node-1\n  delete_grace: 2m\n\
+                    \x20 exclude_namespaces: [kube-system]\n";
+        let config = crate::config::AgentConfig::from_yaml(yaml).unwrap();
+        assert_eq!(config.kubernetes.delete_grace, Duration::from_secs(120));
+        assert_eq!(config.kubernetes.node_name().as_deref(), Some("node-1"));
+        let bad =
+            "server: {url: http://127.0.0.1:7070}\ndata_dir: /tmp/k\ninputs: [{type: pod_logs}]\n\
+                   kubernetes: {exclude_pod_labels: ['=v']}\n";
+        let problems = crate::config::AgentConfig::from_yaml(bad).unwrap_err();
+        assert!(
+            problems.to_string().contains("exclude_pod_labels"),
+            "{problems}"
+        );
+    }
+
+    #[test]
     fn events_input_parses_with_defaults() {
         let i: K8sEventsInput = serde_yaml_ng::from_str("max_batch_wait: 2s").unwrap();
         assert_eq!(i.name(), "k8s_events");
