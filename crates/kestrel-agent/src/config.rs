@@ -36,6 +36,10 @@ pub struct AgentConfig {
     /// The disk buffer that absorbs server outages.
     #[serde(default)]
     pub buffer: BufferConfig,
+    /// Pod metadata from the Kubernetes API (labels, owner, image, service account) and
+    /// exclusion by annotation, label and namespace; see `docs/agent.md`.
+    #[serde(default)]
+    pub kubernetes: crate::kube::KubernetesConfig,
     /// Address of the agent's own `/healthz` and `/metrics`; `null` turns them off.
     #[serde(default = "default_listen")]
     pub listen: Option<SocketAddr>,
@@ -378,6 +382,7 @@ impl AgentConfig {
         if self.buffer.max_bytes < self.buffer.segment_bytes {
             problems.push("buffer.max_bytes must be at least buffer.segment_bytes".into());
         }
+        problems.extend(self.kubernetes.problems());
         if problems.is_empty() {
             Ok(())
         } else {

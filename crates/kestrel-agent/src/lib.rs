@@ -14,10 +14,12 @@
 //! - [`ship`]: sending and retrying.
 //! - [`config`]: the YAML configuration.
 //! - [`metrics`]: `/metrics` and `/healthz`.
+//! - [`kube`]: Kubernetes pod metadata and the Kubernetes events input.
 
 pub mod bench;
 pub mod buffer;
 pub mod config;
+pub mod kube;
 pub mod metrics;
 pub mod pipeline;
 pub mod ship;
@@ -62,6 +64,8 @@ pub struct Agent {
     metrics_addr: Option<SocketAddr>,
     metrics_stop: Option<tokio::sync::oneshot::Sender<()>>,
     metrics: Arc<AgentMetrics>,
+    /// The Kubernetes metadata watches; stopped when the agent is dropped.
+    _kube_watches: kube::MetadataWatches,
 }
 
 impl std::fmt::Debug for Agent {
@@ -112,6 +116,16 @@ impl Agent {
             );
         }
         let buffer = Arc::new(buffer);
+        let kube_client = kube::connect(&config.kubernetes)
+            .await
+            .map_err(|e| AgentError::Config(e.to_string()))?;
+        let watched_node = config
+            .kubernetes
+            .node_name()
+            .or_else(|| node.clone())
+            .unwrap_or_else(|| agent_name.clone());
+        let (pod_metadata, kube_watches) =
+            kube::PodMetadataStore::start(&config.kubernetes, kube_client, &watched_node);
         let metrics = Arc::new(AgentMetrics::default());
         let in_flight = Arc::new(InFlight::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -144,6 +158,9 @@ impl Agent {
                 Arc::clone(&metrics),
             )
             .with_format(format);
+            if format == pipeline::LineFormat::Container {
+                pipeline = pipeline.with_pod_metadata(pod_metadata.clone());
+            }
             let buffer = Arc::clone(&buffer);
             let in_flight = Arc::clone(&in_flight);
             let metrics = Arc::clone(&metrics);
@@ -218,6 +235,7 @@ impl Agent {
             metrics_addr,
             metrics_stop,
             metrics,
+            _kube_watches: kube_watches,
         })
     }
 

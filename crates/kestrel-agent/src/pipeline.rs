@@ -24,6 +24,7 @@ use kestrel_parse::{parse_cri, parse_docker, PartialMerger};
 
 use crate::buffer::BatchMeta;
 use crate::config::PodLogsInput;
+use crate::kube::PodMetadataStore;
 use crate::metrics::AgentMetrics;
 use crate::tail::{AckHandle, Chunk, FileKey};
 
@@ -223,6 +224,8 @@ pub struct PodLogPipeline {
     resume: Arc<ResumeRanges>,
     tailer: AckHandle,
     metrics: Arc<AgentMetrics>,
+    /// Kubernetes metadata for container logs, when the API is used.
+    pod_metadata: Option<PodMetadataStore>,
 }
 
 impl PodLogPipeline {
@@ -243,7 +246,14 @@ impl PodLogPipeline {
             resume,
             tailer,
             metrics,
+            pod_metadata: None,
         }
+    }
+
+    /// Enriches container logs' pod identity from `store` and skips excluded pods' lines.
+    pub fn with_pod_metadata(mut self, store: PodMetadataStore) -> Self {
+        self.pod_metadata = Some(store);
+        self
     }
 
     /// Reads the input's lines in `format` instead of as container logs.
@@ -315,13 +325,21 @@ impl PodLogPipeline {
         let metrics = Arc::clone(&self.metrics);
         let format = self.format;
         let path_text = chunk.path.display().to_string();
+        let pod_metadata = self.pod_metadata.clone();
         let state = self.file_state(chunk.file, &chunk.path);
         let mut out = Vec::new();
-        let mut builder = BatchBuilder::new(
-            origin,
-            state.pod.clone(),
-            state.carry_start.unwrap_or(chunk.start),
-        );
+        // Per chunk, not per file: the pod's labels may change, and its metadata may arrive
+        // after its first lines (until then the path's metadata is used).
+        let mut pod = state.pod.clone();
+        let mut excluded = false;
+        if let (Some(store), Some(pod)) = (&pod_metadata, pod.as_mut()) {
+            store.enrich(pod);
+            excluded = pod
+                .pod_uid
+                .as_deref()
+                .is_some_and(|uid| store.is_excluded(uid));
+        }
+        let mut builder = BatchBuilder::new(origin, pod, state.carry_start.unwrap_or(chunk.start));
         builder.tickets.append(&mut state.carried);
         builder.tickets.push(ticket.hold());
         state.carry_start = None;
@@ -337,7 +355,7 @@ impl PodLogPipeline {
                 builder.start = line.end;
                 continue;
             }
-            if state.skip {
+            if state.skip || excluded {
                 continue;
             }
             let bytes = line.bytes.strip_suffix(b"\n").unwrap_or(line.bytes);
@@ -821,5 +839,49 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(rotated.container.as_deref(), Some("coredns"));
+    }
+
+    #[test]
+    fn container_logs_get_kubernetes_metadata_and_excluded_pods_are_skipped() {
+        use ::kube::runtime::watcher::Event;
+        let pod = |exclude: &str| -> k8s_openapi::api::core::v1::Pod {
+            serde_json::from_value(serde_json::json!({
+                "kind": "Pod", "apiVersion": "v1",
+                "metadata": {"name": "web-1", "namespace": "shop",
+                    "uid": "1f2e3d4c-aaaa-bbbb-cccc-123456789abc", "resourceVersion": "7",
+                    "labels": {"app": "web"},
+                    "annotations": {"kestrel.io/exclude": exclude},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                        "name": "web", "uid": "u", "controller": true}]},
+                "spec": {"nodeName": "node-1", "serviceAccountName": "web",
+                    "containers": [{"name": "nginx", "image": "nginx:1.27"}]}
+            }))
+            .unwrap()
+        };
+        for (exclude, want_lines) in [("false", 20), ("true", 0)] {
+            let dir = tempfile::tempdir().unwrap();
+            let lines: Vec<String> = (0..20).map(|i| cri(i, "F", &format!("line {i}"))).collect();
+            let total = lines.iter().map(|l| l.len() as u64 + 1).sum();
+            let store = PodMetadataStore::new(&crate::kube::KubernetesConfig::default());
+            store.apply_pod_for_test(Event::Apply(pod(exclude)));
+            let (tailer, rx, pipeline, _) = tail(dir.path(), &lines, 1 << 20);
+            let mut pipeline = pipeline.with_pod_metadata(store);
+            let (batches, _) = drain(&rx, &mut pipeline, total);
+            let logs: usize = batches.iter().map(|b| b.batch.container_logs.len()).sum();
+            assert_eq!(logs, want_lines, "exclude annotation {exclude}");
+            for b in batches.iter().filter(|b| b.batch.record_count() > 0) {
+                let pod = b.batch.origin.pod.as_ref().unwrap();
+                assert_eq!(pod.namespace.as_deref(), Some("shop"));
+                assert_eq!(pod.image.as_deref(), Some("nginx:1.27"));
+                assert_eq!(pod.labels.as_deref(), Some(r#"{"app":"web"}"#));
+                assert_eq!(pod.owner_kind.as_deref(), Some("StatefulSet"));
+                assert_eq!(pod.service_account.as_deref(), Some("web"));
+            }
+            batches
+                .into_iter()
+                .flat_map(|b| b.tickets)
+                .for_each(|t| t.release());
+            tailer.shutdown().unwrap();
+        }
     }
 }
