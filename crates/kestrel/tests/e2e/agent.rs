@@ -197,7 +197,7 @@ async fn every_line_arrives_once_through_twenty_agent_kills_and_rotations() {
     let token = server.create_token("ingest", "agent-node-1");
     let pods = tmp.path().join("pods");
     let config = agent_config(tmp.path(), &server.url, &token, &pods, "", "");
-    let mut writers = vec![
+    let mut writers = [
         PodLogWriter::new(&pods, "shop", "web-1", "nginx"),
         PodLogWriter::new(&pods, "shop", "api-1", "api"),
         PodLogWriter::new(&pods, "batch", "job-1", "worker"),
@@ -210,7 +210,7 @@ async fn every_line_arrives_once_through_twenty_agent_kills_and_rotations() {
             let w = rng.random_range(0..writers.len());
             writers[w].write("kill-test", n);
             n += 1;
-            if n % 997 == 0 {
+            if n.is_multiple_of(997) {
                 writers[w].rotate();
             }
         }
