@@ -231,8 +231,12 @@ impl ServerConfig {
     /// Returns every problem at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
-        if let Err(e) = self.alerting.validate() {
-            problems.push(e.to_string());
+        match self.alerting.validate() {
+            Err(kestrel_alert::AlertError::Config(ps)) => {
+                problems.extend(ps.into_iter().map(|p| format!("alerting: {p}")));
+            }
+            Err(e) => problems.push(format!("alerting: {e}")),
+            Ok(()) => {}
         }
         for table in self.storage.retention.keys() {
             if kestrel_store::Table::from_name(table).is_none() {
