@@ -647,7 +647,11 @@ async fn ingest_alertmanager(state: &AppState, body: &[u8]) -> Result<serde_json
 /// restarts).
 async fn list_rules(State(state): State<AppState>) -> Result<Response, ApiError> {
     let rules = state.rules.load();
-    let stats = state.alerting.store().rule_stats().map_err(ApiError::internal)?;
+    let stats = state
+        .alerting
+        .store()
+        .rule_stats()
+        .map_err(ApiError::internal)?;
     let rules: Vec<serde_json::Value> = rules
         .rules()
         .into_iter()

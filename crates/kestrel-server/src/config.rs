@@ -318,6 +318,27 @@ mod tests {
     }
 
     #[test]
+    fn the_issue_alertmanager_config_is_accepted_verbatim_and_alerting_problems_are_listed() {
+        let c = ServerConfig::from_yaml(
+            "alerting:\n  route:\n    receiver: am\n    group_by: [rule]\n    group_wait: 1s\n  receivers:\n    - name: am\n      alertmanager:\n        url: http://127.0.0.1:9093\n",
+        )
+        .unwrap();
+        assert!(c.alerting.receivers[0].alertmanager.is_some());
+        let err = ServerConfig::from_yaml(
+            "alerting:\n  route: {receiver: nope}\n  receivers: [{name: a}]\nrules: {rule_matching: some}\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
+        assert!(
+            err.problems
+                .iter()
+                .filter(|p| p.starts_with("alerting: "))
+                .count()
+                == 2
+        );
+    }
+
+    #[test]
     fn the_alertmanager_example_of_the_docs_parses_its_route() {
         let c = ServerConfig::from_yaml(
             "alerting:\n  route:\n    receiver: hook\n  receivers:\n    - name: hook\n      webhook:\n        url: http://127.0.0.1:9/x\n",
