@@ -1,4 +1,11 @@
 //! The alert model: what a rule match becomes, and its identity.
+//!
+//! An alert's identity is the fingerprint of all its labels, as in Alertmanager. For a rule
+//! match the labels are `rule`, `priority`, `source` (the rule's Falco source, like
+//! `k8s_audit`), `tags` (sorted, comma-joined), and, when known, `cluster`, `namespace` and
+//! `user_name`: the same rule hitting another namespace or user is another alert; the same rule
+//! by the same user in the same namespace again is a duplicate, counted and not re-sent. The
+//! detail of each occurrence (output fields, the event) goes into annotations and `event`.
 
 use std::collections::BTreeMap;
 
@@ -60,6 +67,8 @@ pub struct NewAlert {
     pub event: Option<EventRef>,
     /// Event time, UTC nanoseconds.
     pub time: i64,
+    /// Where the alert came from, for alerts posted by another system (`generatorURL`).
+    pub generator_url: Option<String>,
 }
 
 /// An alert as stored and listed.
@@ -86,6 +95,9 @@ pub struct Alert {
     /// Who changed the status last, and when (RFC 3339).
     pub status_by: Option<String>,
     pub status_at: Option<String>,
+    /// The sender's link, for alerts posted by another system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_url: Option<String>,
 }
 
 /// The identity of a set of labels: SHA-256 over the sorted `name=value` pairs, hex, 16 bytes.

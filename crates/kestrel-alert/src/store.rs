@@ -4,12 +4,13 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use kestrel_event::time::to_rfc3339;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use crate::model::{fingerprint, Alert, AlertStatus, NewAlert};
+use crate::silence::Silence;
 use crate::AlertError;
 
 const SCHEMA: &str = "
@@ -43,7 +44,30 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_alert ON deliveries (alert_id);
+CREATE TABLE IF NOT EXISTS delivery_alerts (
+    delivery_id INTEGER NOT NULL,
+    alert_id TEXT NOT NULL,
+    PRIMARY KEY (alert_id, delivery_id)
+);
+CREATE TABLE IF NOT EXISTS silences (
+    id TEXT PRIMARY KEY,
+    matchers TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    ends_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
 ";
+
+/// Columns added after the first release, for databases made before them.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("alerts", "generator_url", "TEXT"),
+    ("deliveries", "channel", "TEXT NOT NULL DEFAULT 'webhook'"),
+    ("deliveries", "group_key", "TEXT NOT NULL DEFAULT ''"),
+    ("deliveries", "reason", "TEXT NOT NULL DEFAULT 'update'"),
+    ("deliveries", "created_at", "TEXT NOT NULL DEFAULT ''"),
+];
 
 /// Which alerts to list.
 #[derive(Debug, Clone, Default)]
@@ -70,17 +94,34 @@ pub struct RuleStats {
     pub last_seen: String,
 }
 
-/// One notification's fate.
+/// One notification to one channel of a receiver, and its fate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Delivery {
     pub id: i64,
-    pub alert_id: String,
     pub receiver: String,
+    /// `webhook`, `alertmanager`, `slack`, `dingtalk`, `pagerduty`, `sms` or `email`.
+    pub channel: String,
+    pub group_key: String,
+    /// `update`, `repeat` or `escalation N`.
+    pub reason: String,
     /// `pending`, `delivered` or `failed`.
     pub status: String,
     pub attempts: i64,
     pub last_error: Option<String>,
+    pub created_at: String,
     pub updated_at: String,
+    /// The alerts the notification was about.
+    pub alert_ids: Vec<String>,
+}
+
+/// A delivery about to be attempted.
+#[derive(Debug, Clone)]
+pub struct NewDelivery<'a> {
+    pub receiver: &'a str,
+    pub channel: &'a str,
+    pub group_key: &'a str,
+    pub reason: &'a str,
+    pub alert_ids: Vec<&'a str>,
 }
 
 /// Alert state in a SQLite file.
@@ -93,6 +134,20 @@ fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, decl) in ADDED_COLUMNS {
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+        let has = stmt
+            .query_map([], |r| r.get::<_, String>(1))?
+            .filter_map(Result::ok)
+            .any(|c| c == *column);
+        if !has {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+        }
+    }
+    Ok(())
+}
+
 impl AlertStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, AlertError> {
@@ -101,6 +156,7 @@ impl AlertStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        add_missing_columns(&conn)?;
         Ok(AlertStore {
             conn: Mutex::new(conn),
         })
@@ -110,9 +166,8 @@ impl AlertStore {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records a match. Returns the alert and whether it is new (or firing again after being
-    /// resolved), which is when receivers are told; a repeat of a firing or acknowledged alert
-    /// only counts.
+    /// Records an occurrence. Returns the alert and whether it is new (or firing again after
+    /// being resolved); a repeat of a firing or acknowledged alert only counts.
     pub fn record(&self, new: &NewAlert) -> Result<(Alert, bool), AlertError> {
         let id = fingerprint(&new.labels);
         let conn = self.conn();
@@ -129,8 +184,9 @@ impl AlertStore {
             None => {
                 tx.execute(
                     "INSERT INTO alerts (id, rule, priority, source, status, output, tags, labels,
-                        annotations, event, first_seen, last_seen, first_seen_ns, last_seen_ns, count)
-                     VALUES (?1, ?2, ?3, ?4, 'firing', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?11, 1)",
+                        annotations, event, first_seen, last_seen, first_seen_ns, last_seen_ns, count,
+                        generator_url)
+                     VALUES (?1, ?2, ?3, ?4, 'firing', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?11, 1, ?12)",
                     params![
                         id,
                         new.rule,
@@ -143,6 +199,7 @@ impl AlertStore {
                         event,
                         to_rfc3339(new.time),
                         new.time,
+                        new.generator_url,
                     ],
                 )?;
                 true
@@ -208,12 +265,20 @@ impl AlertStore {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// Alerts not resolved, for the dispatcher after a restart.
+    pub fn open_alerts(&self) -> Result<Vec<Alert>, AlertError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT * FROM alerts WHERE status != 'resolved'")?;
+        let rows = stmt.query_map([], alert_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// One alert by id.
     pub fn get(&self, id: &str) -> Result<Option<Alert>, AlertError> {
         get_alert(&self.conn(), id)
     }
 
-    /// Sets an alert's status by hand; `None` when there is no such alert.
+    /// Sets an alert's status, saying who did it; `None` when there is no such alert.
     pub fn set_status(
         &self,
         id: &str,
@@ -232,14 +297,32 @@ impl AlertStore {
     }
 
     /// Starts a delivery record and returns its id.
-    pub fn delivery_started(&self, alert_id: &str, receiver: &str) -> Result<i64, AlertError> {
+    pub fn delivery_started(&self, d: &NewDelivery<'_>) -> Result<i64, AlertError> {
         let conn = self.conn();
-        conn.execute(
-            "INSERT INTO deliveries (alert_id, receiver, status, attempts, updated_at)
-             VALUES (?1, ?2, 'pending', 0, ?3)",
-            params![alert_id, receiver, now()],
+        let tx = conn.unchecked_transaction()?;
+        let at = now();
+        tx.execute(
+            "INSERT INTO deliveries (alert_id, receiver, channel, group_key, reason, status,
+                attempts, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
+            params![
+                d.alert_ids.first().copied().unwrap_or(""),
+                d.receiver,
+                d.channel,
+                d.group_key,
+                d.reason,
+                at
+            ],
         )?;
-        Ok(conn.last_insert_rowid())
+        let id = tx.last_insert_rowid();
+        for a in &d.alert_ids {
+            tx.execute(
+                "INSERT OR IGNORE INTO delivery_alerts (delivery_id, alert_id) VALUES (?1, ?2)",
+                params![id, a],
+            )?;
+        }
+        tx.commit()?;
+        Ok(id)
     }
 
     /// Updates a delivery after an attempt.
@@ -257,7 +340,7 @@ impl AlertStore {
         Ok(())
     }
 
-    /// The delivery log, newest first, optionally for one alert.
+    /// The delivery log, newest first, optionally only notifications about one alert.
     pub fn deliveries(
         &self,
         alert_id: Option<&str>,
@@ -265,18 +348,30 @@ impl AlertStore {
     ) -> Result<Vec<Delivery>, AlertError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, alert_id, receiver, status, attempts, last_error, updated_at FROM deliveries
-             WHERE (?1 IS NULL OR alert_id = ?1) ORDER BY id DESC LIMIT ?2",
+            "SELECT d.id, d.receiver, d.channel, d.group_key, d.reason, d.status, d.attempts,
+                    d.last_error, d.created_at, d.updated_at,
+                    (SELECT json_group_array(alert_id) FROM delivery_alerts x WHERE x.delivery_id = d.id)
+             FROM deliveries d
+             WHERE ?1 IS NULL OR d.id IN (SELECT delivery_id FROM delivery_alerts WHERE alert_id = ?1)
+                OR (d.alert_id = ?1 AND NOT EXISTS (SELECT 1 FROM delivery_alerts x WHERE x.delivery_id = d.id))
+             ORDER BY d.id DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![alert_id, limit as i64], |r| {
+            let ids: Option<String> = r.get(10)?;
             Ok(Delivery {
                 id: r.get(0)?,
-                alert_id: r.get(1)?,
-                receiver: r.get(2)?,
-                status: r.get(3)?,
-                attempts: r.get(4)?,
-                last_error: r.get(5)?,
-                updated_at: r.get(6)?,
+                receiver: r.get(1)?,
+                channel: r.get(2)?,
+                group_key: r.get(3)?,
+                reason: r.get(4)?,
+                status: r.get(5)?,
+                attempts: r.get(6)?,
+                last_error: r.get(7)?,
+                created_at: r.get(8)?,
+                updated_at: r.get(9)?,
+                alert_ids: ids
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or_default(),
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -305,6 +400,84 @@ impl AlertStore {
         let mut stmt = conn.prepare("SELECT status, count(*) FROM alerts GROUP BY status")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Stores a new silence.
+    pub fn add_silence(&self, s: &Silence) -> Result<(), AlertError> {
+        self.conn().execute(
+            "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by, comment, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                s.id,
+                serde_json::to_string(&s.matchers)?,
+                s.starts_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                s.ends_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                s.created_by,
+                s.comment,
+                s.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Every silence, newest first.
+    pub fn silences(&self) -> Result<Vec<Silence>, AlertError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, matchers, starts_at, ends_at, created_by, comment, created_at
+             FROM silences ORDER BY created_at DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let time = |i: usize| -> rusqlite::Result<DateTime<Utc>> {
+                let t: String = r.get(i)?;
+                DateTime::parse_from_rfc3339(&t)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            i,
+                            rusqlite::types::Type::Text,
+                            Box::new(e),
+                        )
+                    })
+            };
+            let matchers: String = r.get(1)?;
+            Ok(Silence {
+                id: r.get(0)?,
+                matchers: serde_json::from_str(&matchers).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        1,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })?,
+                starts_at: time(2)?,
+                ends_at: time(3)?,
+                created_by: r.get(4)?,
+                comment: r.get(5)?,
+                created_at: time(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Ends a silence at `at` (if it has not ended before); `false` when there is no such
+    /// silence.
+    pub fn expire_silence(&self, id: &str, at: DateTime<Utc>) -> Result<bool, AlertError> {
+        let conn = self.conn();
+        let exists = conn
+            .query_row("SELECT 1 FROM silences WHERE id = ?1", params![id], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some();
+        let at = at.to_rfc3339_opts(SecondsFormat::Millis, true);
+        conn.execute(
+            "UPDATE silences SET ends_at = ?2,
+                starts_at = CASE WHEN starts_at > ?2 THEN ?2 ELSE starts_at END
+             WHERE id = ?1 AND ends_at > ?2",
+            params![id, at],
+        )?;
+        Ok(exists)
     }
 }
 
@@ -347,6 +520,7 @@ fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
         count: r.get("count")?,
         status_by: r.get("status_by")?,
         status_at: r.get("status_at")?,
+        generator_url: r.get("generator_url")?,
     })
 }
 
@@ -372,6 +546,7 @@ mod tests {
             annotations: BTreeMap::new(),
             event: None,
             time,
+            generator_url: None,
         }
     }
 

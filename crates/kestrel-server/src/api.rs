@@ -7,9 +7,9 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
-use kestrel_alert::{AlertFilter, AlertStatus};
+use kestrel_alert::{AlertError, AlertFilter, AlertStatus, Matcher};
 use kestrel_store::{QueryError, QueryOptions, Table};
 use serde::Deserialize;
 use serde_json::json;
@@ -75,6 +75,8 @@ pub fn router(state: AppState) -> Router {
     let ingest = Router::new()
         .route("/v1/audit/webhook", post(audit_webhook))
         .route("/v1/ingest", post(agent_ingest))
+        .route("/api/v2/alerts", post(alertmanager_alerts_v2))
+        .route("/api/v1/alerts", post(alertmanager_alerts_v1))
         .layer(DefaultBodyLimit::max(max_body))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -84,6 +86,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/query", post(query))
         .route("/v1/alerts", get(list_alerts))
         .route("/v1/alerts/{id}", get(get_alert))
+        .route("/v1/alerts/{id}/deliveries", get(alert_deliveries))
+        .route("/v1/deliveries", get(all_deliveries))
+        .route("/v1/silences", get(list_silences))
         .route("/v1/rules", get(list_rules))
         .route("/v1/tables", get(list_tables))
         .route("/v1/rules/test", post(test_rules))
@@ -93,6 +98,9 @@ pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .route("/v1/alerts/{id}/ack", post(ack_alert))
         .route("/v1/alerts/{id}/resolve", post(resolve_alert))
+        .route("/v1/silences", post(create_silence))
+        .route("/v1/silences/{id}", delete(expire_silence))
+        .route("/v1/config/reload", post(reload_config))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -345,7 +353,11 @@ async fn list_alerts(
         since_ns,
         limit: Some(q.limit.unwrap_or(500).min(10_000)),
     };
-    let alerts = state.alerts.list(&filter).map_err(ApiError::internal)?;
+    let alerts = state
+        .alerting
+        .store()
+        .list(&filter)
+        .map_err(ApiError::internal)?;
     Ok(Json(json!({ "alerts": alerts })).into_response())
 }
 
@@ -353,16 +365,51 @@ async fn get_alert(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let alert = state
-        .alerts
+    let store = state.alerting.store();
+    let alert = store
         .get(&id)
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no alert {id}")))?;
-    let deliveries = state
-        .alerts
+    let deliveries = store
         .deliveries(Some(&id), 100)
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "alert": alert, "deliveries": deliveries })).into_response())
+    let muted = state.alerting.muted(&id);
+    Ok(Json(json!({ "alert": alert, "muted": muted, "deliveries": deliveries })).into_response())
+}
+
+#[derive(Deserialize)]
+struct LimitQuery {
+    limit: Option<usize>,
+}
+
+async fn alert_deliveries(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<LimitQuery>,
+) -> Result<Response, ApiError> {
+    let store = state.alerting.store();
+    if store.get(&id).map_err(ApiError::internal)?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no alert {id}"),
+        ));
+    }
+    let deliveries = store
+        .deliveries(Some(&id), q.limit.unwrap_or(100).min(10_000))
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "deliveries": deliveries })).into_response())
+}
+
+async fn all_deliveries(
+    State(state): State<AppState>,
+    Query(q): Query<LimitQuery>,
+) -> Result<Response, ApiError> {
+    let deliveries = state
+        .alerting
+        .store()
+        .deliveries(None, q.limit.unwrap_or(100).min(10_000))
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "deliveries": deliveries })).into_response())
 }
 
 async fn set_status(
@@ -372,7 +419,7 @@ async fn set_status(
     who: &Principal,
 ) -> Result<Response, ApiError> {
     let alert = state
-        .alerts
+        .alerting
         .set_status(id, status, &who.name)
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no alert {id}")))?;
@@ -395,11 +442,216 @@ async fn resolve_alert(
     set_status(&state, &id, AlertStatus::Resolved, &who).await
 }
 
+async fn list_silences(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let now = state.alerting.now();
+    let silences: Vec<serde_json::Value> = state
+        .alerting
+        .silences()
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|s| {
+            let mut v = json!(s);
+            v["state"] = json!(s.state(now));
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "silences": silences })).into_response())
+}
+
+/// A matcher as Alertmanager's API writes it, or as a string (`namespace="dev"`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MatcherInput {
+    Text(String),
+    Object {
+        name: String,
+        value: String,
+        #[serde(default, rename = "isRegex")]
+        is_regex: bool,
+        #[serde(default = "yes", rename = "isEqual")]
+        is_equal: bool,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /v1/silences`: Alertmanager's silence fields (camelCase) or snake_case; `duration`
+/// (like `2h`) instead of `endsAt`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SilenceRequest {
+    matchers: Vec<MatcherInput>,
+    #[serde(default, alias = "startsAt")]
+    starts_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, alias = "endsAt")]
+    ends_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    duration: Option<String>,
+    #[serde(default)]
+    comment: String,
+    /// Ignored in favour of the token's name (kept for Alertmanager clients).
+    #[serde(default, alias = "createdBy")]
+    #[allow(dead_code)]
+    created_by: Option<String>,
+}
+
+fn bad_request(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+}
+
+async fn create_silence(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    req: Result<Json<SilenceRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(req) = req.map_err(json_rejection)?;
+    let mut matchers = Vec::new();
+    for m in req.matchers {
+        let parsed = match m {
+            MatcherInput::Text(t) => Matcher::parse_list(&t).map_err(bad_request)?,
+            MatcherInput::Object {
+                name,
+                value,
+                is_regex,
+                is_equal,
+            } => {
+                let op = match (is_regex, is_equal) {
+                    (false, true) => kestrel_alert::MatchOp::Equal,
+                    (false, false) => kestrel_alert::MatchOp::NotEqual,
+                    (true, true) => kestrel_alert::MatchOp::Regex,
+                    (true, false) => kestrel_alert::MatchOp::NotRegex,
+                };
+                vec![Matcher::new(&name, op, &value).map_err(bad_request)?]
+            }
+        };
+        matchers.extend(parsed);
+    }
+    let start = req.starts_at.unwrap_or_else(|| state.alerting.now());
+    let ends_at = match (req.ends_at, req.duration) {
+        (Some(e), None) => e,
+        (None, Some(d)) => {
+            let d = humantime_duration(&d).map_err(bad_request)?;
+            start + chrono::Duration::from_std(d).map_err(bad_request)?
+        }
+        _ => {
+            return Err(bad_request(
+                "give either ends_at (RFC 3339) or duration (like 2h)",
+            ))
+        }
+    };
+    let silence = state
+        .alerting
+        .add_silence(matchers, req.starts_at, ends_at, &who.name, &req.comment)
+        .map_err(|e| match e {
+            AlertError::Invalid(m) => bad_request(m),
+            e => ApiError::internal(e),
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "silence": silence, "silenceID": silence.id })),
+    )
+        .into_response())
+}
+
+fn humantime_duration(s: &str) -> Result<std::time::Duration, String> {
+    #[derive(Deserialize)]
+    struct D(#[serde(deserialize_with = "kestrel_alert::duration")] std::time::Duration);
+    serde_json::from_value::<D>(json!(s))
+        .map(|d| d.0)
+        .map_err(|e| e.to_string())
+}
+
+async fn expire_silence(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !state
+        .alerting
+        .expire_silence(&id)
+        .map_err(ApiError::internal)?
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no silence {id}"),
+        ));
+    }
+    Ok(Json(json!({ "expired": id })).into_response())
+}
+
+async fn reload_config(State(state): State<AppState>) -> Result<Response, ApiError> {
+    match crate::reload_alerting(&state) {
+        Ok(msg) => Ok(Json(json!({ "reloaded": true, "message": msg })).into_response()),
+        Err(e) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("configuration not reloaded: {e}"),
+        )),
+    }
+}
+
+/// Alertmanager's `POST /api/v2/alerts`: a JSON array of alerts; 200 with an empty body.
+async fn alertmanager_alerts_v2(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| body_rejection(e, state.config.ingest.max_body_bytes))?;
+    let summary = ingest_alertmanager(&state, &body).await?;
+    Ok((StatusCode::OK, Json(summary)).into_response())
+}
+
+/// The old `POST /api/v1/alerts` (same body), answered as Alertmanager v1 did.
+async fn alertmanager_alerts_v1(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| body_rejection(e, state.config.ingest.max_body_bytes))?;
+    let summary = ingest_alertmanager(&state, &body).await?;
+    let mut v = summary;
+    v["status"] = json!("success");
+    Ok(Json(v).into_response())
+}
+
+async fn ingest_alertmanager(state: &AppState, body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let now = state.alerting.now();
+    let (alerts, problems) =
+        kestrel_alert::parse_alertmanager_alerts(body, now).map_err(bad_request)?;
+    for p in &problems {
+        warn!(problem = %p, "posted alert refused");
+    }
+    let alerting = std::sync::Arc::clone(&state.alerting);
+    let (accepted, new) = tokio::task::spawn_blocking(move || {
+        let mut accepted = 0;
+        let mut new = 0;
+        for a in &alerts {
+            match alerting.record_inbound(a) {
+                Ok((_, is_new)) => {
+                    accepted += 1;
+                    new += usize::from(is_new);
+                }
+                Err(e) => warn!(error = %e, rule = %a.alert.rule, "cannot record a posted alert"),
+            }
+        }
+        (accepted, new)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    state.metrics.alerts_notified.inc_by(new as u64);
+    if accepted == 0 && !problems.is_empty() {
+        return Err(bad_request(problems.join("; ")));
+    }
+    Ok(json!({ "accepted": accepted, "new": new, "refused": problems }))
+}
+
 /// The loaded rules, each with how often it matched (summed over its alerts, so counts survive
 /// restarts).
 async fn list_rules(State(state): State<AppState>) -> Result<Response, ApiError> {
     let rules = state.rules.load();
-    let stats = state.alerts.rule_stats().map_err(ApiError::internal)?;
+    let stats = state
+        .alerting
+        .store()
+        .rule_stats()
+        .map_err(ApiError::internal)?;
     let rules: Vec<serde_json::Value> = rules
         .rules()
         .into_iter()

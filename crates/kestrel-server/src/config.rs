@@ -231,8 +231,12 @@ impl ServerConfig {
     /// Returns every problem at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
-        if let Err(e) = self.alerting.validate() {
-            problems.push(e.to_string());
+        match self.alerting.validate() {
+            Err(kestrel_alert::AlertError::Config(ps)) => {
+                problems.extend(ps.into_iter().map(|p| format!("alerting: {p}")));
+            }
+            Err(e) => problems.push(format!("alerting: {e}")),
+            Ok(()) => {}
         }
         for table in self.storage.retention.keys() {
             if kestrel_store::Table::from_name(table).is_none() {
@@ -310,6 +314,27 @@ mod tests {
         assert_eq!(
             c.store_config().retention_for(kestrel_store::Table::Audit),
             400
+        );
+    }
+
+    #[test]
+    fn the_issue_alertmanager_config_is_accepted_verbatim_and_alerting_problems_are_listed() {
+        let c = ServerConfig::from_yaml(
+            "alerting:\n  route:\n    receiver: am\n    group_by: [rule]\n    group_wait: 1s\n  receivers:\n    - name: am\n      alertmanager:\n        url: http://127.0.0.1:9093\n",
+        )
+        .unwrap();
+        assert!(c.alerting.receivers[0].alertmanager.is_some());
+        let err = ServerConfig::from_yaml(
+            "alerting:\n  route: {receiver: nope}\n  receivers: [{name: a}]\nrules: {rule_matching: some}\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
+        assert!(
+            err.problems
+                .iter()
+                .filter(|p| p.starts_with("alerting: "))
+                .count()
+                == 2
         );
     }
 

@@ -165,11 +165,10 @@ fn detect(state: &AppState, events: &[AuditEvent]) -> usize {
         for m in rules.evaluate_audit(event) {
             state.metrics.rule_matches.inc();
             let alert = new_alert(state, event, m);
-            match state.alerts.record(&alert) {
-                Ok((alert, true)) => {
+            match state.alerting.record(&alert) {
+                Ok((_, true)) => {
                     new_alerts += 1;
                     state.metrics.alerts_notified.inc();
-                    state.notifier.notify(&alert);
                 }
                 Ok((_, false)) => {}
                 Err(e) => warn!(error = %e, rule = %alert.rule, "cannot record alert"),
@@ -184,6 +183,11 @@ fn new_alert(state: &AppState, event: &AuditEvent, m: RuleMatch) -> NewAlert {
     labels.insert("rule".to_string(), m.rule.clone());
     labels.insert("priority".to_string(), m.priority.to_string());
     labels.insert("source".to_string(), m.source.clone());
+    if !m.tags.is_empty() {
+        let mut tags = m.tags.clone();
+        tags.sort();
+        labels.insert("tags".to_string(), tags.join(","));
+    }
     if let Some(cluster) = &state.config.cluster {
         labels.insert("cluster".to_string(), cluster.clone());
     }
@@ -214,5 +218,6 @@ fn new_alert(state: &AppState, event: &AuditEvent, m: RuleMatch) -> NewAlert {
             .event_time()
             .map(kestrel_event::time::to_nanos)
             .unwrap_or_else(kestrel_event::time::now_nanos),
+        generator_url: None,
     }
 }

@@ -1,5 +1,5 @@
 //! The Kestrel server: ingest endpoints, SQL, alerts and health over HTTP, wired to the store,
-//! the rules engine and the notifier.
+//! the rules engine and alerting.
 
 pub mod agent_ingest;
 pub mod api;
@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use axum_server::tls_rustls::RustlsConfig;
-use kestrel_alert::{AlertStore, Notifier};
+use kestrel_alert::{AlertStore, Alerting, SystemClock};
 use kestrel_rules::{LoadReport, RuleMatching, RuleSet};
 use kestrel_store::Store;
 use tokio::net::TcpListener;
@@ -51,8 +51,10 @@ impl RulesHandle {
 pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub store: Arc<Store>,
-    pub alerts: Arc<AlertStore>,
-    pub notifier: Arc<Notifier>,
+    /// Alert state, routing and notification.
+    pub alerting: Arc<Alerting>,
+    /// The configuration file, for reloading the `alerting:` section (SIGHUP or API).
+    pub config_path: Option<Arc<PathBuf>>,
     pub tokens: Arc<TokenStore>,
     pub rules: Arc<RulesHandle>,
     pub metrics: Arc<metrics::Metrics>,
@@ -138,12 +140,19 @@ impl Server {
             info!("rule warning: {w}");
         }
         info!(rules = rules.active_len(), "rules loaded");
-        let notifier = Arc::new(Notifier::start(
-            config.alerting.clone(),
-            Arc::clone(&alerts),
-        ));
+        let compiled = config
+            .alerting
+            .compile()
+            .context("checking the alerting configuration")?;
+        let alerting =
+            Alerting::new(&compiled, alerts, Arc::new(SystemClock)).context("starting alerting")?;
+        alerting.spawn_driver();
         let metrics = Arc::new(metrics::Metrics::default());
-        let registry = Arc::new(metrics::MetricsRegistry::new(&metrics, Arc::clone(&store)));
+        let registry = Arc::new(metrics::MetricsRegistry::new(
+            &metrics,
+            Arc::clone(&store),
+            Arc::clone(&alerting),
+        ));
         let tls = match &config.tls {
             Some(t) => {
                 // One process-wide TLS provider: ring, which the HTTP client uses too.
@@ -171,8 +180,8 @@ impl Server {
         let state = AppState {
             config: Arc::new(config),
             store,
-            alerts,
-            notifier,
+            alerting,
+            config_path: None,
             tokens,
             rules: Arc::new(RulesHandle::new(rules)),
             metrics,
@@ -205,6 +214,12 @@ impl Server {
         &self.state
     }
 
+    /// Remembers the configuration file, so `SIGHUP` and `POST /v1/config/reload` can reload
+    /// its `alerting:` section.
+    pub fn set_config_path(&mut self, path: PathBuf) {
+        self.state.config_path = Some(Arc::new(path));
+    }
+
     /// Serves until `shutdown` completes, then drains requests and seals everything
     /// acknowledged into Parquet.
     pub async fn serve(
@@ -214,6 +229,8 @@ impl Server {
         let addr = self.local_addr();
         info!(%addr, scheme = self.scheme(), "kestrel server listening");
         let app = api::router(self.state.clone());
+        #[cfg(unix)]
+        tokio::spawn(reload_on_sighup(self.state.clone()));
         match self.tls {
             None => axum::serve(self.listener, app)
                 .with_graceful_shutdown(shutdown)
@@ -238,6 +255,44 @@ impl Server {
         tokio::task::spawn_blocking(move || store.shutdown()).await?;
         info!("shutdown complete");
         Ok(())
+    }
+}
+
+/// Reads the configuration file again and applies its `alerting:` section (other sections
+/// need a restart). Returns what changed, or every problem found (and keeps the old one).
+pub fn reload_alerting(state: &AppState) -> Result<String, config::ConfigError> {
+    let Some(path) = &state.config_path else {
+        return Err(config::ConfigError {
+            problems: vec!["the server was started without a configuration file".into()],
+        });
+    };
+    let config = ServerConfig::load(path)?;
+    let compiled = config.alerting.compile().map_err(|e| config::ConfigError {
+        problems: vec![e.to_string()],
+    })?;
+    state.alerting.reload(&compiled);
+    let msg = format!(
+        "alerting reloaded from {}: {} receivers, {} routes, {} inhibition rules",
+        path.display(),
+        compiled.config.receivers.len(),
+        compiled.routes.len(),
+        compiled.inhibit_rules.len()
+    );
+    info!("{msg}");
+    Ok(msg)
+}
+
+#[cfg(unix)]
+async fn reload_on_sighup(state: AppState) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        warn!("cannot listen for SIGHUP; reload with POST /v1/config/reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        if let Err(e) = reload_alerting(&state) {
+            warn!(error = %e, "configuration not reloaded; the previous one stays in force");
+        }
     }
 }
 

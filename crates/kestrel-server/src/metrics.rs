@@ -28,7 +28,7 @@ pub struct Metrics {
     pub ingest_rejected_bodies: Family<SourceLabel, Counter>,
     /// Rule matches.
     pub rule_matches: Counter,
-    /// Alerts created or re-opened (each one notified).
+    /// Alerts created or re-opened.
     pub alerts_notified: Counter,
     /// Requests refused for a missing or wrong token.
     pub auth_failures: Counter,
@@ -102,6 +102,43 @@ impl prometheus_client::collector::Collector for StoreCollector {
     }
 }
 
+/// Notification counters, read at scrape time.
+#[derive(Debug)]
+struct AlertingCollector(Arc<kestrel_alert::Alerting>);
+
+impl prometheus_client::collector::Collector for AlertingCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = self.0.stats();
+        let counters: [(&str, &str, u64); 4] = [
+            (
+                "kestrel_alerts_deliveries_delivered",
+                "notifications delivered to a receiver channel",
+                s.delivered.load(Ordering::Relaxed),
+            ),
+            (
+                "kestrel_alerts_deliveries_failed",
+                "notifications given up after every attempt, or dropped on a full queue",
+                s.failed.load(Ordering::Relaxed),
+            ),
+            (
+                "kestrel_alerts_delivery_retries",
+                "failed delivery attempts that were retried",
+                s.retries.load(Ordering::Relaxed),
+            ),
+            (
+                "kestrel_alerts_alertmanager_reposts",
+                "re-posts of firing alerts to an Alertmanager",
+                s.resends.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, v) in counters {
+            let e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(v).encode(e)?;
+        }
+        Ok(())
+    }
+}
+
 /// The registry behind `/metrics`.
 #[derive(Debug)]
 pub struct MetricsRegistry {
@@ -109,7 +146,11 @@ pub struct MetricsRegistry {
 }
 
 impl MetricsRegistry {
-    pub fn new(metrics: &Metrics, store: Arc<Store>) -> Self {
+    pub fn new(
+        metrics: &Metrics,
+        store: Arc<Store>,
+        alerting: Arc<kestrel_alert::Alerting>,
+    ) -> Self {
         let mut registry = Registry::default();
         registry.register(
             "kestrel_ingest_events",
@@ -147,6 +188,7 @@ impl MetricsRegistry {
             metrics.auth_failures.clone(),
         );
         registry.register_collector(Box::new(StoreCollector(store)));
+        registry.register_collector(Box::new(AlertingCollector(alerting)));
         MetricsRegistry { registry }
     }
 

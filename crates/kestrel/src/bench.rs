@@ -62,8 +62,10 @@ fn report(stage: &Stage, events: usize, bytes: usize) {
 }
 
 pub async fn run(args: BenchArgs) -> Result<()> {
-    if let Some(crate::cli::BenchTarget::Agent(a)) = args.target {
-        return crate::bench_agent::run(a).await;
+    match args.target {
+        Some(crate::cli::BenchTarget::Agent(a)) => return crate::bench_agent::run(a).await,
+        Some(crate::cli::BenchTarget::Alerts) => return Ok(kestrel_alert::bench::run().await?),
+        None => {}
     }
     let n = args.events;
     println!("generating {n} audit events of ordinary cluster traffic ...");

@@ -139,6 +139,9 @@ pub struct BenchArgs {
 pub enum BenchTarget {
     /// The node agent: tail, join, enrich, batch and send generated CRI logs of 283-byte lines.
     Agent(AgentBenchArgs),
+    /// Alerting: routing throughput through 100 routes, and event-to-notification latency to a
+    /// local webhook (no group wait).
+    Alerts,
 }
 
 #[derive(Debug, Args)]
@@ -216,10 +219,48 @@ pub enum AlertsAction {
         #[arg(long, short = 'f', value_enum, default_value = "table")]
         format: Format,
     },
-    /// Acknowledge an alert by id.
+    /// Show one alert: its labels, status, why it is muted, and its deliveries.
+    Show { id: String },
+    /// Acknowledge an alert by id (stops repeats and escalation).
     Ack { id: String },
     /// Resolve an alert by id.
     Resolve { id: String },
+    /// The delivery log: every notification, its receiver, status, attempts and last error.
+    Deliveries {
+        /// Only notifications about this alert.
+        id: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, short = 'f', value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Silence alerts for a while, list silences, or end one.
+    #[command(subcommand)]
+    Silence(SilenceAction),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SilenceAction {
+    /// Silence alerts matching every matcher, e.g. `kestrel alerts silence add
+    /// 'namespace="dev"' 'rule=~"Exec.*"' --duration 2h --comment "load test"`.
+    Add {
+        /// Matchers in Alertmanager's syntax: name="value", name!=value, name=~"re", name!~"re".
+        #[arg(required = true)]
+        matchers: Vec<String>,
+        /// How long, like 2h or 30m.
+        #[arg(long, default_value = "1h")]
+        duration: String,
+        /// Why (shown with the silence).
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// List silences (pending, active and expired).
+    List {
+        #[arg(long, short = 'f', value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// End a silence now.
+    Expire { id: String },
 }
 
 #[derive(Debug, Args)]

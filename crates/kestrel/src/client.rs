@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::cli::{AlertsAction, AlertsArgs, ConnectArgs, Format, QueryArgs};
+use crate::cli::{AlertsAction, AlertsArgs, ConnectArgs, Format, QueryArgs, SilenceAction};
 use crate::output::print_rows;
 
 /// A server and a token.
@@ -123,6 +123,69 @@ pub async fn query(args: QueryArgs) -> Result<()> {
     Ok(())
 }
 
+/// Prints the named fields of a JSON array of objects.
+fn print_objects(items: &Value, fields: &[&str], format: Format) -> Result<()> {
+    let columns: Vec<String> = fields.iter().map(|s| s.to_string()).collect();
+    let rows: Vec<Vec<Value>> = items
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|item| fields.iter().map(|c| item[*c].clone()).collect())
+                .collect()
+        })
+        .unwrap_or_default();
+    print_rows(&mut std::io::stdout().lock(), &columns, &rows, format)
+}
+
+async fn silence(client: &Client, action: SilenceAction) -> Result<()> {
+    match action {
+        SilenceAction::Add {
+            matchers,
+            duration,
+            comment,
+        } => {
+            let v = client
+                .call(
+                    reqwest::Method::POST,
+                    "/v1/silences",
+                    Some(json!({"matchers": matchers, "duration": duration, "comment": comment})),
+                )
+                .await?;
+            let s = &v["silence"];
+            println!(
+                "silence {} until {}",
+                s["id"].as_str().unwrap_or(""),
+                s["ends_at"].as_str().unwrap_or("")
+            );
+        }
+        SilenceAction::List { format } => {
+            let v = client
+                .call(reqwest::Method::GET, "/v1/silences", None)
+                .await?;
+            print_objects(
+                &v["silences"],
+                &[
+                    "id",
+                    "state",
+                    "matchers",
+                    "starts_at",
+                    "ends_at",
+                    "created_by",
+                    "comment",
+                ],
+                format,
+            )?;
+        }
+        SilenceAction::Expire { id } => {
+            client
+                .call(reqwest::Method::DELETE, &format!("/v1/silences/{id}"), None)
+                .await?;
+            println!("silence {id} expired");
+        }
+    }
+    Ok(())
+}
+
 pub async fn alerts(args: AlertsArgs) -> Result<()> {
     let client = Client::discover(&args.connect)?;
     let action = args.action.unwrap_or(AlertsAction::List {
@@ -168,6 +231,35 @@ pub async fn alerts(args: AlertsArgs) -> Result<()> {
                 .unwrap_or_default();
             print_rows(&mut std::io::stdout().lock(), &columns, &rows, format)?;
         }
+        AlertsAction::Show { id } => {
+            let v = client
+                .call(reqwest::Method::GET, &format!("/v1/alerts/{id}"), None)
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        AlertsAction::Deliveries { id, limit, format } => {
+            let path = match id {
+                Some(id) => format!("/v1/alerts/{id}/deliveries?limit={limit}"),
+                None => format!("/v1/deliveries?limit={limit}"),
+            };
+            let v = client.call(reqwest::Method::GET, &path, None).await?;
+            print_objects(
+                &v["deliveries"],
+                &[
+                    "id",
+                    "receiver",
+                    "channel",
+                    "reason",
+                    "status",
+                    "attempts",
+                    "last_error",
+                    "updated_at",
+                    "alert_ids",
+                ],
+                format,
+            )?;
+        }
+        AlertsAction::Silence(action) => silence(&client, action).await?,
         AlertsAction::Ack { id } => {
             let v = client
                 .call(reqwest::Method::POST, &format!("/v1/alerts/{id}/ack"), None)

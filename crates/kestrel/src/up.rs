@@ -86,7 +86,10 @@ pub async fn run(args: UpArgs) -> Result<()> {
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let data_dir = config.data_dir.clone();
     let token = ensure_admin_token(&data_dir)?;
-    let server = Server::bind(config).await?;
+    let mut server = Server::bind(config).await?;
+    if let Some(p) = args.config {
+        server.set_config_path(p);
+    }
     let addr = server.local_addr();
     let url = format!("{}://{addr}", server.scheme());
     std::fs::write(data_dir.join("server.url"), format!("{url}\n"))?;
@@ -168,7 +171,10 @@ async fn start_local_agent(
 
 pub async fn run_server(args: ServerArgs) -> Result<()> {
     let config = load_config(args.config.as_deref(), args.data_dir, args.listen)?;
-    let server = Server::bind(config).await?;
+    let mut server = Server::bind(config).await?;
+    if let Some(p) = args.config {
+        server.set_config_path(p);
+    }
     server.serve(shutdown_signal()).await
 }
 

@@ -1,5 +1,7 @@
 //! Alerts end to end: audit events match bundled rules, alerts are listed, counted when they
-//! repeat, sent once to a webhook receiver, acknowledged, and printed by `kestrel alerts`.
+//! repeat, sent once to a webhook receiver, acknowledged, and printed by `kestrel alerts`;
+//! the issue's configuration forwards to a real Alertmanager; Alertmanager-format alerts come
+//! in; silences mute, from the CLI.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -123,7 +125,7 @@ async fn rule_matches_become_alerts_counted_notified_once_and_acknowledged() {
     std::fs::write(
         &config,
         format!(
-            "alerting:\n  receivers:\n    - name: hook\n      webhook:\n        url: {}\n        initial_backoff: 50ms\n",
+            "alerting:\n  receivers:\n    - name: hook\n      webhook:\n        url: {}\n      initial_backoff: 50ms\n",
             receiver.url
         ),
     )
@@ -269,4 +271,295 @@ async fn rule_matches_become_alerts_counted_notified_once_and_acknowledged() {
             out.stdout
         );
     }
+}
+
+/// Kills a child process when dropped.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_issue_configuration_forwards_alerts_to_a_real_alertmanager() {
+    if !std::path::Path::new(ALERTMANAGER).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{ALERTMANAGER} is missing; .ci/run installs prometheus-alertmanager"
+        );
+        eprintln!(
+            "SKIPPED: {ALERTMANAGER} is not installed (apt-get install prometheus-alertmanager)"
+        );
+        return;
+    }
+    let receiver = Receiver::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let am_config = tmp.path().join("alertmanager.yml");
+    std::fs::write(
+        &am_config,
+        format!(
+            "route:\n  receiver: hook\n  group_wait: 0s\n  group_interval: 1s\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {}\n",
+            receiver.url
+        ),
+    )
+    .unwrap();
+    let _am = ChildGuard(
+        std::process::Command::new(ALERTMANAGER)
+            .arg(format!("--config.file={}", am_config.display()))
+            .arg(format!(
+                "--storage.path={}",
+                tmp.path().join("am").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start alertmanager"),
+    );
+    let http = reqwest::Client::new();
+    wait_for("alertmanager to be ready", async || {
+        let r = http
+            .get(format!("http://127.0.0.1:{port}/-/ready"))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+
+    // The configuration of the issue, verbatim but for the port.
+    let config = tmp.path().join("kestrel.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "alerting:\n  route:\n    receiver: am\n    group_by: [rule]\n    group_wait: 1s\n  receivers:\n    - name: am\n      alertmanager:\n        url: http://127.0.0.1:{port}\n"
+        ),
+    )
+    .unwrap();
+    let server = TestServer::start_with_config(&tmp.path().join("data"), Some(&config)).await;
+    let admin = Some(server.admin.as_str());
+    let exec = exec_event("am-exec-1", ALICE, "shop", "payments-7d9f8-x2x4q");
+    let r = server.api().post_audit(admin, event_list(&[exec])).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let got = wait_for("alertmanager's webhook notification", async || {
+        let got = receiver.received();
+        got.into_iter()
+            .find(|v| v["alerts"][0]["labels"]["alertname"] == EXEC)
+    })
+    .await;
+    assert_eq!(got["version"], "4");
+    assert_eq!(got["status"], "firing");
+    let labels = &got["alerts"][0]["labels"];
+    assert_eq!(labels["rule"], EXEC);
+    assert_eq!(labels["namespace"], "shop");
+    assert_eq!(labels["user_name"], ALICE);
+    assert!(got["alerts"][0]["annotations"]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("payments-7d9f8-x2x4q"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_format_alerts_come_in_and_silences_mute_them_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = TestServer::start(&data).await;
+    let api = server.api();
+    let ingest = server.create_token("ingest", "prometheus");
+    let data_arg = data.to_str().unwrap();
+
+    // A silence for namespace dev, made with the CLI.
+    let out = kestrel_cli(
+        &[
+            "alerts",
+            "--data-dir",
+            data_arg,
+            "silence",
+            "add",
+            "namespace=\"dev\"",
+            "--duration",
+            "2h",
+            "--comment",
+            "load test",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let silence_id = out.stdout.split_whitespace().nth(1).unwrap().to_string();
+    let out = kestrel_cli(
+        &[
+            "alerts",
+            "--data-dir",
+            data_arg,
+            "silence",
+            "list",
+            "-f",
+            "json",
+        ],
+        &[],
+    );
+    assert!(
+        out.stdout.contains(&silence_id) && out.stdout.contains("active"),
+        "{}",
+        out.stdout
+    );
+
+    // Prometheus posts two alerts, one in dev, and one item without labels.
+    let body = json!([
+        {"labels": {"alertname": "KubePodCrashLooping", "severity": "warning", "namespace": "dev"},
+         "annotations": {"description": "dev/web-0 crash looping"}},
+        {"labels": {"alertname": "KubeNodeNotReady", "severity": "critical", "node": "node-1"},
+         "annotations": {"summary": "node-1 not ready"}, "generatorURL": "http://prometheus/graph"},
+        {"annotations": {"summary": "no labels"}},
+    ]);
+    let r = api.post("/api/v2/alerts", Some(&ingest), &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.num("accepted"), 2, "{}", r.text);
+    assert_eq!(r.json()["refused"].as_array().unwrap().len(), 1);
+    let r = api
+        .post("/api/v1/alerts", Some(&ingest), &json!([body[1].clone()]))
+        .await;
+    assert_eq!(
+        (r.status, r.json()["status"].clone()),
+        (200, json!("success"))
+    );
+
+    let admin = Some(server.admin.as_str());
+    let alerts = api.get("/v1/alerts", admin).await.json();
+    let crash = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["rule"] == "KubePodCrashLooping")
+        .unwrap()
+        .clone();
+    assert_eq!(crash["output"], "dev/web-0 crash looping");
+    assert_eq!(crash["source"], "alertmanager");
+    let node = alert_of(&alerts, "KubeNodeNotReady");
+    assert_eq!(node["count"], 2);
+    assert_eq!(node["generator_url"], "http://prometheus/graph");
+    let detail = api
+        .get(
+            &format!("/v1/alerts/{}", crash["id"].as_str().unwrap()),
+            admin,
+        )
+        .await
+        .json();
+    assert_eq!(detail["muted"]["by"], "silence");
+    assert_eq!(detail["muted"]["id"], silence_id.as_str());
+
+    // Expired from the CLI: the alert is no longer muted.
+    let out = kestrel_cli(
+        &[
+            "alerts",
+            "--data-dir",
+            data_arg,
+            "silence",
+            "expire",
+            &silence_id,
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let detail = api
+        .get(
+            &format!("/v1/alerts/{}", crash["id"].as_str().unwrap()),
+            admin,
+        )
+        .await
+        .json();
+    assert!(detail["muted"].is_null(), "{detail}");
+
+    // Resolved by the sender: an endsAt in the past.
+    let mut resolved = body[1].clone();
+    resolved["endsAt"] = json!("2020-01-01T00:00:00Z");
+    let r = api
+        .post("/api/v2/alerts", Some(&ingest), &json!([resolved]))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let alerts = api.get("/v1/alerts", admin).await.json();
+    let node = alert_of(&alerts, "KubeNodeNotReady");
+    assert_eq!(
+        (node["status"].clone(), node["status_by"].clone()),
+        (json!("resolved"), json!("sender"))
+    );
+
+    // A viewer may not create silences; bad matchers are refused clearly.
+    let viewer = server.create_token("viewer", "v");
+    let r = api
+        .post(
+            "/v1/silences",
+            Some(&viewer),
+            &json!({"matchers": ["a=\"b\""], "duration": "1h"}),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let r = api
+        .post(
+            "/v1/silences",
+            admin,
+            &json!({"matchers": ["a=~\"(\""], "duration": "1h"}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.error().contains("bad regex"), "{}", r.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alerting_section_reloads_and_a_bad_one_is_refused_with_every_problem() {
+    let receiver = Receiver::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("kestrel.yaml");
+    std::fs::write(&config, "alerting:\n  receivers: []\n").unwrap();
+    let server = TestServer::start_with_config(&tmp.path().join("data"), Some(&config)).await;
+    let api = server.api();
+    let admin = Some(server.admin.as_str());
+
+    // Nothing is configured: the alert is recorded, nobody is told.
+    let exec = exec_event("reload-exec-1", ALICE, "shop", "payments-7d9f8-x2x4q");
+    let r = api.post_audit(admin, event_list(&[exec])).await;
+    assert_eq!(r.num("alerts"), 1, "{}", r.text);
+
+    std::fs::write(
+        &config,
+        "alerting:\n  route: {receiver: nobody, group_by: ['...', rule]}\n  receivers:\n    - name: x\n      webhook: {url: 'ftp://x'}\n",
+    )
+    .unwrap();
+    let r = api.post("/v1/config/reload", admin, &Value::Null).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let error = r.error();
+    for needle in ["nobody", "ftp://x", "[...]"] {
+        assert!(error.contains(needle), "{needle} not in {error}");
+    }
+
+    std::fs::write(
+        &config,
+        format!(
+            "alerting:\n  route: {{receiver: hook, group_by: ['...'], group_wait: 0s}}\n  receivers:\n    - name: hook\n      webhook: {{url: '{}'}}\n",
+            receiver.url
+        ),
+    )
+    .unwrap();
+    let r = api.post("/v1/config/reload", admin, &Value::Null).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The alert that was open before the reload is routed to the new receiver.
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0]["alerts"][0]["rule"], EXEC);
+    let viewer = server.create_token("viewer", "v");
+    let r = api
+        .post("/v1/config/reload", Some(&viewer), &Value::Null)
+        .await;
+    assert_eq!(r.status, 403);
 }
