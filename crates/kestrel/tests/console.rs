@@ -378,6 +378,27 @@ async fn sign_in_see_the_demo_alerts_and_acknowledge_one() {
         assert!(event.contains("clusterrolebindings"), "{event}");
         assert!(text_of(&c, "main").await.contains("acknowledged"));
         console.screenshot(&c, "alert").await;
+
+        // Silence the alert from its page: a silence matching its labels exists afterwards.
+        c.find(Locator::Css("main button.silence"))
+            .await
+            .expect("the silence button")
+            .click()
+            .await
+            .unwrap();
+        let silenced = wait_for("the silence to be stored", async || {
+            let v = console
+                .api()
+                .get("/v1/silences", Some(&console.token))
+                .await
+                .json();
+            let found = v["silences"].as_array()?.iter().any(|s| {
+                s["matchers"].to_string().contains(RULE) && s["comment"].to_string().contains("console")
+            });
+            found.then_some(v)
+        })
+        .await;
+        assert!(silenced["silences"].as_array().unwrap().len() == 1, "{silenced}");
     })
     .await;
 }

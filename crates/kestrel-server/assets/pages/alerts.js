@@ -36,7 +36,22 @@ function statusActions(alert, after) {
   resolve.disabled = alert.status === "resolved";
   ack.addEventListener("click", () => change("ack", ack));
   resolve.addEventListener("click", () => change("resolve", resolve));
-  return h("div", { class: "actions" }, ack, resolve);
+  // A silence for this alert's exact labels (its identity), for two hours.
+  const silence = h("button", { type: "button", class: "silence", "aria-label": `Silence ${alert.rule} for 2 hours` }, "Silence 2h");
+  silence.disabled = alert.status === "resolved";
+  silence.addEventListener("click", async () => {
+    silence.disabled = true;
+    const labels = alert.labels || { rule: alert.rule };
+    const matchers = Object.entries(labels).map(([name, value]) => ({ name, value: String(value) }));
+    try {
+      const r = await api("/v1/silences", { method: "POST", body: { matchers, duration: "2h", comment: `silenced from the console: ${alert.rule}` } });
+      toast(`silenced until ${(r.silence && (r.silence.ends_at || r.silence.endsAt)) || "2 hours from now"}`);
+    } catch (e) {
+      toast(e.status === 403 ? `Not allowed: ${e.message}` : e.message, true);
+      silence.disabled = false;
+    }
+  });
+  return h("div", { class: "actions" }, ack, resolve, silence);
 }
 
 async function renderList(root, route, ctx) {
