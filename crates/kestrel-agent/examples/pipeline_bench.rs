@@ -10,7 +10,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(256);
     let dir = tempfile::tempdir()?;
     let bytes = kestrel_agent::bench::prepare(dir.path(), megabytes * 1_000_000)?;
-    for (name, level) in [("null sink, JSON", None), ("null sink, JSON + zstd 1", Some(1))] {
+    for (name, level) in [
+        ("null sink, JSON", None),
+        ("null sink, JSON + zstd 1", Some(1)),
+    ] {
         let r = kestrel_agent::bench::run_null_sink(dir.path(), bytes, level)?;
         println!(
             "{name:<26} {:>7.0} MB/s wall  {:>7.0} MB/s per core  {} records in {} batches, {:.1}x smaller",
