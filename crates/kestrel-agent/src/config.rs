@@ -448,11 +448,6 @@ impl AgentConfig {
         tail.scan_interval = pods.scan_interval;
         (tail, pods, format)
     }
-
-    /// The tailer settings for a pod log input.
-    pub fn tail_config(&self, input: &PodLogsInput) -> TailConfig {
-        self.file_input(&InputConfig::PodLogs(input.clone())).0
-    }
 }
 
 /// Problems found in a configuration.

@@ -488,10 +488,6 @@ impl BatchBuilder {
         self.batch.record_count() > 0
     }
 
-    fn dead_letter(&mut self, d: DeadLetter) {
-        self.batch.dead_letters.push(d);
-    }
-
     fn bad_container_line(
         &mut self,
         kind: &str,
@@ -522,7 +518,7 @@ impl BatchBuilder {
     ) {
         metrics.parse_errors.inc();
         let cut = &bytes[..bytes.len().min(64 * 1024)];
-        self.dead_letter(DeadLetter {
+        self.batch.dead_letters.push(DeadLetter {
             time: kestrel_event::time::now_nanos(),
             source: source.into(),
             kind: kind.into(),

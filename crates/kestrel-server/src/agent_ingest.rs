@@ -139,6 +139,18 @@ pub async fn store_agent_batch(
         summary.accepted += outcome.written;
         summary.duplicates += outcome.duplicates;
     }
+    // Counted here, before the audit lines: the audit pipeline counts those under its own
+    // source, `agent_audit_file`.
+    state
+        .metrics
+        .ingest_events
+        .get_or_create(&source(SOURCE))
+        .inc_by(summary.accepted as u64);
+    state
+        .metrics
+        .ingest_duplicates
+        .get_or_create(&source(SOURCE))
+        .inc_by(summary.duplicates as u64);
     summary.dead_letters = dead_letters.len();
     store_dead_letters(state, dead_letters, SOURCE).await?;
     if !audit_lines.is_empty() {
@@ -165,16 +177,6 @@ pub async fn store_agent_batch(
         summary.dead_letters += audit.dead_letters;
         summary.alerts += audit.alerts;
     }
-    state
-        .metrics
-        .ingest_events
-        .get_or_create(&source(SOURCE))
-        .inc_by(summary.accepted as u64);
-    state
-        .metrics
-        .ingest_duplicates
-        .get_or_create(&source(SOURCE))
-        .inc_by(summary.duplicates as u64);
     Ok(summary)
 }
 

@@ -110,6 +110,13 @@ impl Columns {
     }
 }
 
+/// Pushes one text column per optional string field, each named after its field.
+macro_rules! text_columns {
+    ($c:ident, $rows:ident; $($f:ident),* $(,)?) => {
+        $( $c.text(stringify!($f), $rows.iter().map(|r| r.$f.as_deref())); )*
+    };
+}
+
 fn n<T: Copy + Into<i64>>(v: Option<T>) -> Option<i64> {
     v.map(Into::into)
 }
@@ -130,22 +137,19 @@ fn ingress_batch(id: &str, origin: &BatchOrigin, rows: &[IngressAccess]) -> Reco
     c.time("time", rows.iter().map(|r| Some(r.time)));
     c.origin(id, origin);
     c.pod(origin.pod.as_ref(), origin.file.as_deref());
-    macro_rules! text {
-        ($($f:ident),*) => { $( c.text(stringify!($f), rows.iter().map(|r| r.$f.as_deref())); )* };
-    }
-    text!(client_ip, remote_user, method, host, path, protocol);
+    text_columns!(c, rows; client_ip, remote_user, method, host, path, protocol);
     c.int("status", rows.iter().map(|r| n(r.status)));
     c.int(
         "body_bytes",
         rows.iter().map(|r| r.body_bytes.map(|v| v as i64)),
     );
-    text!(referer, user_agent);
+    text_columns!(c, rows; referer, user_agent);
     c.int(
         "request_bytes",
         rows.iter().map(|r| r.request_bytes.map(|v| v as i64)),
     );
     c.float("request_time", rows.iter().map(|r| r.request_time));
-    text!(
+    text_columns!(c, rows;
         upstream_name,
         upstream_alternative,
         upstream_addr,
@@ -166,14 +170,11 @@ fn dns_batch(id: &str, origin: &BatchOrigin, rows: &[DnsQuery]) -> RecordBatch {
     c.text("client_ip", rows.iter().map(|r| r.client_ip.as_deref()));
     c.int("client_port", rows.iter().map(|r| n(r.client_port)));
     c.int("query_id", rows.iter().map(|r| n(r.query_id)));
-    macro_rules! text {
-        ($($f:ident),*) => { $( c.text(stringify!($f), rows.iter().map(|r| r.$f.as_deref())); )* };
-    }
-    text!(query_type, query_class, query_name, protocol);
+    text_columns!(c, rows; query_type, query_class, query_name, protocol);
     c.int("request_bytes", rows.iter().map(|r| n(r.request_bytes)));
     c.boolean("dnssec_ok", rows.iter().map(|r| r.dnssec_ok));
     c.int("buffer_size", rows.iter().map(|r| n(r.buffer_size)));
-    text!(rcode, response_flags);
+    text_columns!(c, rows; rcode, response_flags);
     c.int("response_bytes", rows.iter().map(|r| n(r.response_bytes)));
     c.int("duration_ns", rows.iter().map(|r| r.duration_ns));
     c.finish()
@@ -183,10 +184,7 @@ fn netflow_batch(id: &str, origin: &BatchOrigin, rows: &[NetfilterLog]) -> Recor
     let mut c = Columns::new(rows.len());
     c.time("time", rows.iter().map(|r| Some(r.time)));
     c.origin(id, origin);
-    macro_rules! text {
-        ($($f:ident),*) => { $( c.text(stringify!($f), rows.iter().map(|r| r.$f.as_deref())); )* };
-    }
-    text!(
+    text_columns!(c, rows;
         prefix,
         in_interface,
         out_interface,
@@ -199,7 +197,7 @@ fn netflow_batch(id: &str, origin: &BatchOrigin, rows: &[NetfilterLog]) -> Recor
     c.int("dst_port", rows.iter().map(|r| n(r.dst_port)));
     c.int("length", rows.iter().map(|r| n(r.length)));
     c.int("ttl", rows.iter().map(|r| n(r.ttl)));
-    text!(tcp_flags);
+    text_columns!(c, rows; tcp_flags);
     c.text("raw", rows.iter().map(|r| Some(r.raw.as_str())));
     c.finish()
 }
@@ -208,13 +206,10 @@ fn journal_batch(id: &str, origin: &BatchOrigin, rows: &[JournalEntry]) -> Recor
     let mut c = Columns::new(rows.len());
     c.time("time", rows.iter().map(|r| Some(r.time)));
     c.origin(id, origin);
-    macro_rules! text {
-        ($($f:ident),*) => { $( c.text(stringify!($f), rows.iter().map(|r| r.$f.as_deref())); )* };
-    }
-    text!(unit, identifier, message);
+    text_columns!(c, rows; unit, identifier, message);
     c.int("priority", rows.iter().map(|r| n(r.priority)));
     c.int("pid", rows.iter().map(|r| n(r.pid)));
-    text!(hostname, boot_id, cursor, fields);
+    text_columns!(c, rows; hostname, boot_id, cursor, fields);
     c.finish()
 }
 
@@ -222,10 +217,7 @@ fn k8s_event_batch(id: &str, origin: &BatchOrigin, rows: &[K8sEvent]) -> RecordB
     let mut c = Columns::new(rows.len());
     c.time("time", rows.iter().map(|r| Some(r.time)));
     c.origin(id, origin);
-    macro_rules! text {
-        ($($f:ident),*) => { $( c.text(stringify!($f), rows.iter().map(|r| r.$f.as_deref())); )* };
-    }
-    text!(
+    text_columns!(c, rows;
         namespace,
         name,
         uid,
@@ -242,7 +234,7 @@ fn k8s_event_batch(id: &str, origin: &BatchOrigin, rows: &[K8sEvent]) -> RecordB
         regarding_field_path
     );
     c.int("count", rows.iter().map(|r| n(r.count)));
-    text!(resource_version);
+    text_columns!(c, rows; resource_version);
     c.finish()
 }
 

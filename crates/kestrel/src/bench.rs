@@ -13,7 +13,12 @@ use crate::cli::BenchArgs;
 
 /// CPU seconds (user + system) this process has used, from /proc (Linux); `None` elsewhere.
 fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds_of(std::process::id())
+}
+
+/// CPU seconds (user + system) process `pid` has used, from /proc (Linux); `None` elsewhere.
+pub(crate) fn cpu_seconds_of(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which is in parentheses and may contain spaces).
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();

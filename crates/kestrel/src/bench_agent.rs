@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use kestrel_agent::bench::{prepare, run_null_sink, BENCH_POD_DIR};
 use kestrel_server::{Role, Server, ServerConfig, TokenStore};
 
+use crate::bench::cpu_seconds_of;
 use crate::cli::AgentBenchArgs;
 
 pub async fn run(args: AgentBenchArgs) -> Result<()> {
@@ -82,7 +83,7 @@ async fn to_local_server(dir: &Path, bytes: u64) -> Result<()> {
     );
     let config = kestrel_agent::config::AgentConfig::from_yaml(&yaml)?;
     let lines = bytes / 283;
-    let cpu0 = process_cpu(std::process::id());
+    let cpu0 = cpu_seconds_of(std::process::id());
     let t0 = Instant::now();
     let agent = kestrel_agent::Agent::start(config).await?;
     while agent.metrics().records_acked.get() < lines {
@@ -93,7 +94,7 @@ async fn to_local_server(dir: &Path, bytes: u64) -> Result<()> {
         );
     }
     let wall = t0.elapsed().as_secs_f64();
-    let cpu = process_cpu(std::process::id())
+    let cpu = cpu_seconds_of(std::process::id())
         .zip(cpu0)
         .map(|(a, b)| a - b);
     agent.shutdown(Duration::from_secs(5)).await;
@@ -106,16 +107,6 @@ async fn to_local_server(dir: &Path, bytes: u64) -> Result<()> {
         cpu.map_or(f64::NAN, |c| mb / c)
     );
     Ok(())
-}
-
-/// CPU seconds (user + system) of a process, from /proc.
-fn process_cpu(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
 }
 
 /// Resident memory of a process in bytes, from /proc.
@@ -161,7 +152,7 @@ async fn follow(dir: &Path, rate: u64, seconds: u64) -> Result<()> {
     };
     let per_tick = (rate * 1_000_000 / 10) as usize / line.len();
     let block = line.repeat(per_tick);
-    let cpu0 = process_cpu(pid);
+    let cpu0 = cpu_seconds_of(pid);
     let t0 = Instant::now();
     let mut peak_rss = 0;
     let mut written = 0u64;
@@ -173,7 +164,7 @@ async fn follow(dir: &Path, rate: u64, seconds: u64) -> Result<()> {
         peak_rss = peak_rss.max(process_rss(pid).unwrap_or(0));
     }
     let wall = t0.elapsed().as_secs_f64();
-    let cpu = process_cpu(pid).zip(cpu0).map(|(a, b)| a - b);
+    let cpu = cpu_seconds_of(pid).zip(cpu0).map(|(a, b)| a - b);
     let _ = child.kill();
     let _ = child.wait();
     let _ = stop.send(());

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use kestrel_server::{shutdown_signal, state_db_path, Role, Server, ServerConfig, TokenStore};
+use kestrel_server::{state_db_path, Role, Server, ServerConfig, TokenStore};
 use serde_json::{json, Value};
 use tracing::info;
 
+use crate::agent::shutdown_signal;
 use crate::cli::{ServerArgs, UpArgs};
 
 /// Marks a data directory whose demo scenario was replayed, so a restart does not add it again.
