@@ -135,6 +135,11 @@ pub struct RulesConfig {
     /// `all` (every matching rule fires) or `first`.
     #[serde(default = "default_rule_matching")]
     pub rule_matching: String,
+    /// How often the state of stateful rules (thresholds, sequences, first-seen history,
+    /// baselines, suppressions) is saved to `<data_dir>/detector-state.json`, like `30s`. It is
+    /// also saved at shutdown; after a crash at most this much state is missing.
+    #[serde(default = "default_state_save_interval", deserialize_with = "duration")]
+    pub state_save_interval: Duration,
 }
 
 fn yes() -> bool {
@@ -169,6 +174,9 @@ fn default_query_timeout() -> Duration {
 }
 fn default_query_memory() -> usize {
     512 * 1024 * 1024
+}
+fn default_state_save_interval() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_rule_matching() -> String {
     "all".into()
@@ -248,6 +256,9 @@ impl ServerConfig {
                 "rules.rule_matching must be `all` or `first`, not {:?}",
                 self.rules.rule_matching
             ));
+        }
+        if self.rules.state_save_interval.is_zero() {
+            problems.push("rules.state_save_interval must be longer than zero".into());
         }
         if self.ingest.max_event_bytes > self.ingest.max_body_bytes {
             problems.push("ingest.max_event_bytes is larger than ingest.max_body_bytes".into());

@@ -158,21 +158,36 @@ pub async fn store_batch(
 }
 
 /// Runs the rules over events and turns matches into alerts; returns how many alerts were new.
+///
+/// Stateful rules count with each event's own time (events without one use the time they
+/// arrived), so a replayed file counts like the live stream it came from.
 fn detect(state: &AppState, events: &[AuditEvent]) -> usize {
     let rules = state.rules.load();
+    let arrived = kestrel_event::time::now_nanos();
+    let mut matches = Vec::new();
+    state.detection.evaluate_audit(
+        &rules,
+        events.iter().map(|e| {
+            let t = e
+                .event_time()
+                .map(kestrel_event::time::to_nanos)
+                .unwrap_or(arrived);
+            (e, t)
+        }),
+        |event, m| matches.push((event, m)),
+    );
+    // Alerts are recorded outside the detector's lock.
     let mut new_alerts = 0;
-    for event in events {
-        for m in rules.evaluate_audit(event) {
-            state.metrics.rule_matches.inc();
-            let alert = new_alert(state, event, m);
-            match state.alerting.record(&alert) {
-                Ok((_, true)) => {
-                    new_alerts += 1;
-                    state.metrics.alerts_notified.inc();
-                }
-                Ok((_, false)) => {}
-                Err(e) => warn!(error = %e, rule = %alert.rule, "cannot record alert"),
+    for (event, m) in matches {
+        state.metrics.rule_matches.inc();
+        let alert = new_alert(state, event, m);
+        match state.alerting.record(&alert) {
+            Ok((_, true)) => {
+                new_alerts += 1;
+                state.metrics.alerts_notified.inc();
             }
+            Ok((_, false)) => {}
+            Err(e) => warn!(error = %e, rule = %alert.rule, "cannot record alert"),
         }
     }
     new_alerts
@@ -205,6 +220,11 @@ fn new_alert(state: &AppState, event: &AuditEvent, m: RuleMatch) -> NewAlert {
             event.audit_id.replace('\'', "''")
         ),
     });
+    let mut annotations = m.output_fields;
+    if m.count > 1 {
+        // A threshold, sequence or suppression stands for several matches.
+        annotations.insert("match_count".to_string(), m.count.to_string());
+    }
     NewAlert {
         rule: m.rule,
         priority: m.priority.to_string(),
@@ -212,7 +232,7 @@ fn new_alert(state: &AppState, event: &AuditEvent, m: RuleMatch) -> NewAlert {
         output: m.output,
         tags: m.tags,
         labels,
-        annotations: m.output_fields,
+        annotations,
         event: event_ref,
         time: event
             .event_time()

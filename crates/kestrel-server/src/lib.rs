@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod console;
+pub mod detection;
 pub mod ingest;
 pub mod metrics;
 pub mod rule_test;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub config_path: Option<Arc<PathBuf>>,
     pub tokens: Arc<TokenStore>,
     pub rules: Arc<RulesHandle>,
+    /// The detector of stateful rules, shared by every ingest path.
+    pub detection: Arc<detection::Detection>,
     pub metrics: Arc<metrics::Metrics>,
     pub registry: Arc<metrics::MetricsRegistry>,
 }
@@ -147,11 +150,14 @@ impl Server {
         let alerting =
             Alerting::new(&compiled, alerts, Arc::new(SystemClock)).context("starting alerting")?;
         alerting.spawn_driver();
+        let rules = Arc::new(RulesHandle::new(rules));
+        let detection = Arc::new(detection::Detection::open(&config.data_dir, rules.load()));
         let metrics = Arc::new(metrics::Metrics::default());
         let registry = Arc::new(metrics::MetricsRegistry::new(
             &metrics,
             Arc::clone(&store),
             Arc::clone(&alerting),
+            Arc::clone(&detection),
         ));
         let tls = match &config.tls {
             Some(t) => {
@@ -183,7 +189,8 @@ impl Server {
             alerting,
             config_path: None,
             tokens,
-            rules: Arc::new(RulesHandle::new(rules)),
+            rules,
+            detection,
             metrics,
             registry,
         };
@@ -229,6 +236,9 @@ impl Server {
         let addr = self.local_addr();
         info!(%addr, scheme = self.scheme(), "kestrel server listening");
         let app = api::router(self.state.clone());
+        self.state
+            .detection
+            .spawn_saver(self.state.config.rules.state_save_interval);
         #[cfg(unix)]
         tokio::spawn(reload_on_sighup(self.state.clone()));
         match self.tls {
@@ -250,7 +260,11 @@ impl Server {
                     .context("serving https")?;
             }
         }
-        info!("shutting down: sealing acknowledged data");
+        info!("shutting down: saving the state of stateful rules, sealing acknowledged data");
+        let detection = Arc::clone(&self.state.detection);
+        if let Err(e) = tokio::task::spawn_blocking(move || detection.save()).await? {
+            warn!(error = %e, "cannot save the state of stateful rules");
+        }
         let store = Arc::clone(&self.state.store);
         tokio::task::spawn_blocking(move || store.shutdown()).await?;
         info!("shutdown complete");

@@ -139,6 +139,50 @@ impl prometheus_client::collector::Collector for AlertingCollector {
     }
 }
 
+/// State of stateful rules, read at scrape time.
+#[derive(Debug)]
+struct DetectionCollector(Arc<crate::detection::Detection>);
+
+impl prometheus_client::collector::Collector for DetectionCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let s = self.0.stats();
+        let gauges: [(&str, &str, i64); 2] = [
+            (
+                "kestrel_rules_state_keys",
+                "keys held by stateful rules (thresholds, sequences, first-seen, baselines)",
+                s.keys as i64,
+            ),
+            (
+                "kestrel_rules_state_bytes",
+                "estimated heap bytes of the state of stateful rules",
+                s.approx_bytes as i64,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let e = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(v).encode(e)?;
+        }
+        let counters: [(&str, &str, u64); 2] = [
+            (
+                "kestrel_rules_state_evictions",
+                "keys evicted because a stateful rule's state was full",
+                s.evictions,
+            ),
+            (
+                "kestrel_rules_state_saves",
+                "snapshots of the state of stateful rules written",
+                self.0.saves(),
+            ),
+        ];
+        for (name, help, v) in counters {
+            let e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(v).encode(e)?;
+        }
+        Ok(())
+    }
+}
+
 /// The registry behind `/metrics`.
 #[derive(Debug)]
 pub struct MetricsRegistry {
@@ -150,6 +194,7 @@ impl MetricsRegistry {
         metrics: &Metrics,
         store: Arc<Store>,
         alerting: Arc<kestrel_alert::Alerting>,
+        detection: Arc<crate::detection::Detection>,
     ) -> Self {
         let mut registry = Registry::default();
         registry.register(
@@ -189,6 +234,7 @@ impl MetricsRegistry {
         );
         registry.register_collector(Box::new(StoreCollector(store)));
         registry.register_collector(Box::new(AlertingCollector(alerting)));
+        registry.register_collector(Box::new(DetectionCollector(detection)));
         MetricsRegistry { registry }
     }
 

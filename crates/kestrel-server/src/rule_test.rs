@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use kestrel_event::{AuditEvent, ObjectReference, ResponseStatus, UserInfo};
-use kestrel_rules::RuleSet;
+use kestrel_rules::{Detector, RuleSet};
 use kestrel_store::QueryOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -140,27 +140,38 @@ pub async fn run(state: &AppState, req: RuleTestRequest) -> Result<RuleTestResul
     let names = tested.clone();
     let (counts, matches, events) = tokio::task::spawn_blocking(move || {
         let mut counts = BTreeMap::new();
-        let mut matches = Vec::new();
-        for row in &rows {
+        let mut matches = std::collections::VecDeque::new();
+        // A fresh detector, so stateful rules (thresholds, sequences, ...) are tested too,
+        // oldest event first with each event's own time as the clock.
+        let mut detector = Detector::new(rules);
+        let mut clock = since.timestamp_nanos_opt().unwrap_or(i64::MIN);
+        for row in rows.iter().rev() {
             let map: Map<String, Value> =
                 columns.iter().cloned().zip(row.iter().cloned()).collect();
             let event = event_from_row(&map);
-            for m in rules.evaluate_audit(&event) {
+            if let Some(t) = event.event_time() {
+                clock = kestrel_event::time::to_nanos(t);
+            }
+            for m in detector.evaluate_audit(&event, clock) {
                 if !names.contains(&m.rule) {
                     continue;
                 }
                 *counts.entry(m.rule.clone()).or_insert(0) += 1;
-                if matches.len() < MAX_MATCHES {
-                    matches.push(TestMatch {
-                        time: text(&map, "time").unwrap_or_default(),
-                        rule: m.rule,
-                        priority: m.priority.to_string(),
-                        output: m.output,
-                        audit_id: event.audit_id.clone(),
-                    });
+                // Keep the newest matches.
+                if matches.len() == MAX_MATCHES {
+                    matches.pop_front();
                 }
+                matches.push_back(TestMatch {
+                    time: text(&map, "time").unwrap_or_default(),
+                    rule: m.rule,
+                    priority: m.priority.to_string(),
+                    output: m.output,
+                    audit_id: event.audit_id.clone(),
+                });
             }
         }
+        // Newest first, like the events read.
+        let matches: Vec<TestMatch> = matches.into_iter().rev().collect();
         (counts, matches, rows.len())
     })
     .await

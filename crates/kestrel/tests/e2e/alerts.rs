@@ -563,3 +563,96 @@ async fn the_alerting_section_reloads_and_a_bad_one_is_refused_with_every_proble
         .await;
     assert_eq!(r.status, 403);
 }
+
+/// A `get` of a Secret by `user` refused by RBAC (403), as the API server records it.
+fn forbidden_read(audit_id: &str, user: &str) -> Value {
+    let mut e = audit_event(
+        audit_id,
+        "ResponseComplete",
+        "get",
+        user,
+        "secrets",
+        "kube-system",
+        "bootstrap-token-abcdef",
+    );
+    e["responseStatus"] =
+        json!({"metadata": {}, "status": "Failure", "reason": "Forbidden", "code": 403});
+    e["annotations"] =
+        json!({"authorization.k8s.io/decision": "forbid", "authorization.k8s.io/reason": ""});
+    e
+}
+
+const FORBIDDEN_BURST: &str = "Kestrel Repeated Forbidden Requests";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateful_rules_keep_counting_across_a_restart_and_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("kestrel.yaml");
+    // Save the detector's state often, so the crash below finds a recent snapshot.
+    std::fs::write(&config, "rules:\n  state_save_interval: 200ms\n").unwrap();
+    let data = tmp.path().join("data");
+    let mut server = TestServer::start_with_config(&data, Some(&config)).await;
+    let admin = server.admin.clone();
+    let post = async |server: &TestServer, from: usize, to: usize| {
+        let events: Vec<Value> = (from..to)
+            .map(|i| forbidden_read(&format!("forbidden-{i}"), "mallory@example.com"))
+            .collect();
+        let r = server
+            .api()
+            .post_audit(Some(&admin), event_list(&events))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.num("alerts")
+    };
+    let alerts_of = async |server: &TestServer| -> Vec<Value> {
+        let v = server.api().get("/v1/alerts", Some(&admin)).await.json();
+        v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["rule"] == FORBIDDEN_BURST)
+            .cloned()
+            .collect()
+    };
+
+    // 8 forbidden requests, then a graceful stop: the threshold (20 in 5 minutes) is not
+    // reached, and the count is saved at shutdown.
+    assert_eq!(post(&server, 0, 8).await, 0);
+    server.terminate().await;
+    assert!(data.join("detector-state.json").is_file());
+    server.restart().await;
+
+    // 8 more, then a crash once the periodic save has written them.
+    assert_eq!(post(&server, 8, 16).await, 0);
+    let state_file = data.join("detector-state.json");
+    wait_for("the detector state to hold 16 matches", async || {
+        let text = std::fs::read_to_string(&state_file).ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        let times = v["rules"][FORBIDDEN_BURST]["keys"]["mallory@example.com"]["state"]["times"]
+            .as_array()?
+            .len();
+        (times == 16).then_some(())
+    })
+    .await;
+    server.kill9();
+    server.restart().await;
+    assert!(alerts_of(&server).await.is_empty());
+
+    // 4 more make 20 across two restarts: the burst fires once, counting all 20.
+    assert_eq!(post(&server, 16, 20).await, 1);
+    let burst = alerts_of(&server).await;
+    assert_eq!(burst.len(), 1, "{burst:?}");
+    assert!(
+        burst[0]["output"]
+            .as_str()
+            .unwrap()
+            .contains("user=mallory@example.com"),
+        "{}",
+        burst[0]
+    );
+    assert_eq!(burst[0]["annotations"]["match_count"], "20", "{}", burst[0]);
+
+    // The state is visible in /metrics.
+    let metrics = server.api().get("/metrics", Some(&admin)).await.text;
+    assert!(metrics.contains("kestrel_rules_state_keys"), "{metrics}");
+}
