@@ -7,6 +7,7 @@ mod parquet_files;
 mod query;
 mod rows;
 mod schema;
+pub mod schema_doc;
 mod store;
 pub mod wal;
 

@@ -21,17 +21,21 @@ use crate::wal::sync_dir;
 use crate::StoreError;
 
 /// Columns that get a bloom filter: the identities people search for.
-const BLOOM_COLUMNS: &[&str] = &[
+pub(crate) const BLOOM_COLUMNS: &[&str] = &[
     "audit_id",
     "user_name",
     "namespace",
     "name",
     "source_ip",
     "pod",
+    "client_ip",
+    "query_name",
+    "src_ip",
+    "dst_ip",
 ];
 
 /// Rows per row group: large enough to scan fast, small enough to prune on time.
-const ROW_GROUP_ROWS: usize = 128 * 1024;
+pub(crate) const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 fn writer_properties(schema: &SchemaRef) -> WriterProperties {
     let mut props = WriterProperties::builder()
