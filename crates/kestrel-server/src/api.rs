@@ -280,6 +280,34 @@ struct QueryRequest {
     sql: String,
     #[serde(default)]
     max_rows: Option<usize>,
+    /// Only rows with `time` at or after this, in every table: RFC 3339, or a duration before
+    /// now like `1h`.
+    #[serde(default)]
+    since: Option<String>,
+    /// Only rows with `time` before this (same forms).
+    #[serde(default)]
+    until: Option<String>,
+}
+
+/// A time bound of a query: RFC 3339 (`2026-11-23T10:00:00Z`) or a duration before now
+/// (`15m`, `1h`, `7d`), in nanoseconds since the epoch.
+fn time_bound(what: &str, s: &str) -> Result<i64, ApiError> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return t.timestamp_nanos_opt().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("{what}: {s:?} is out of range"),
+            )
+        });
+    }
+    let ago = humantime_duration(s).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{what}: {s:?} is neither an RFC 3339 time nor a duration like 1h"),
+        )
+    })?;
+    let ago = i64::try_from(ago.as_nanos()).unwrap_or(i64::MAX);
+    Ok(kestrel_event::time::now_nanos().saturating_sub(ago))
 }
 
 async fn query(
@@ -288,10 +316,22 @@ async fn query(
 ) -> Result<Response, ApiError> {
     let Json(req) = req.map_err(json_rejection)?;
     let cfg = &state.config.query;
+    let since = req
+        .since
+        .as_deref()
+        .map(|s| time_bound("since", s))
+        .transpose()?;
+    let until = req
+        .until
+        .as_deref()
+        .map(|s| time_bound("until", s))
+        .transpose()?;
     let opts = QueryOptions {
         max_rows: req.max_rows.unwrap_or(cfg.max_rows).min(cfg.max_rows),
         timeout: cfg.timeout,
         memory_limit_bytes: cfg.memory_limit_bytes,
+        since,
+        until,
     };
     match state.store.query(&req.sql, &opts).await {
         Ok(result) => Ok(Json(result).into_response()),
@@ -689,6 +729,7 @@ async fn list_tables(State(state): State<AppState>) -> Result<Response, ApiError
         max_rows: 1,
         timeout: state.config.query.timeout,
         memory_limit_bytes: state.config.query.memory_limit_bytes,
+        ..QueryOptions::default()
     };
     let mut tables = Vec::new();
     for table in Table::ALL {

@@ -132,6 +132,7 @@ pub async fn run(state: &AppState, req: RuleTestRequest) -> Result<RuleTestResul
         max_rows: limit,
         timeout: state.config.query.timeout,
         memory_limit_bytes: state.config.query.memory_limit_bytes,
+        ..QueryOptions::default()
     };
     let result = state.store.query(&sql, &opts).await?;
     let events_truncated = result.truncated;

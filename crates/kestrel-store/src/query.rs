@@ -25,17 +25,18 @@ use datafusion::datasource::listing::{
 use datafusion::datasource::{MemTable, TableType};
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::{col, lit, Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::scalar::ScalarValue;
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
 use serde_json::Value;
 
 use crate::rows::Table;
-use crate::store::Store;
+use crate::store::{Shared, Store};
 
 /// Limits of one query.
 #[derive(Debug, Clone)]
@@ -46,6 +47,10 @@ pub struct QueryOptions {
     pub timeout: Duration,
     /// Memory the query's operators may hold (sorts and aggregations fail beyond it).
     pub memory_limit_bytes: usize,
+    /// Only rows with `time >= since` (nanoseconds since the epoch), in every table.
+    pub since: Option<i64>,
+    /// Only rows with `time < until`, in every table.
+    pub until: Option<i64>,
 }
 
 impl Default for QueryOptions {
@@ -54,6 +59,8 @@ impl Default for QueryOptions {
             max_rows: 10_000,
             timeout: Duration::from_secs(30),
             memory_limit_bytes: 512 * 1024 * 1024,
+            since: None,
+            until: None,
         }
     }
 }
@@ -197,13 +204,42 @@ impl Store {
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         for table in Table::ALL {
             let (files, batches) = self.snapshot(table);
-            let provider = SnapshotTable {
+            let provider = Arc::new(SnapshotTable {
                 schema: table.schema(),
                 files,
                 batches,
+                shared: self.shared(),
+            });
+            if opts.since.is_none() && opts.until.is_none() {
+                ctx.register_table(table.name(), provider)
+                    .map_err(classify)?;
+                continue;
+            }
+            // The query's time range applies to every table: a view that filters `time`,
+            // pushed down into the scan, where it prunes partitions.
+            let mut range: Option<Expr> = None;
+            let ts = |ns: i64| {
+                lit(ScalarValue::TimestampNanosecond(
+                    Some(ns),
+                    Some("UTC".into()),
+                ))
             };
-            ctx.register_table(table.name(), Arc::new(provider))
-                .map_err(classify)?;
+            if let Some(since) = opts.since {
+                range = Some(col("time").gt_eq(ts(since)));
+            }
+            if let Some(until) = opts.until {
+                let upper = col("time").lt(ts(until));
+                range = Some(match range {
+                    Some(r) => r.and(upper),
+                    None => upper,
+                });
+            }
+            let view = ctx
+                .read_table(provider)
+                .and_then(|df| df.filter(range.expect("a bound is set")))
+                .map_err(classify)?
+                .into_view();
+            ctx.register_table(table.name(), view).map_err(classify)?;
         }
         Ok(ctx)
     }
@@ -215,6 +251,114 @@ struct SnapshotTable {
     schema: SchemaRef,
     files: Vec<std::path::PathBuf>,
     batches: Vec<RecordBatch>,
+    shared: Arc<Shared>,
+}
+
+const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
+
+/// A timestamp literal in nanoseconds since the epoch.
+fn timestamp_nanos(v: &ScalarValue) -> Option<i64> {
+    match v {
+        ScalarValue::TimestampNanosecond(Some(t), _) => Some(*t),
+        ScalarValue::TimestampMicrosecond(Some(t), _) => Some(t.saturating_mul(1_000)),
+        ScalarValue::TimestampMillisecond(Some(t), _) => Some(t.saturating_mul(1_000_000)),
+        ScalarValue::TimestampSecond(Some(t), _) => Some(t.saturating_mul(1_000_000_000)),
+        _ => None,
+    }
+}
+
+fn is_time_column(e: &Expr) -> bool {
+    match e {
+        Expr::Column(c) => c.name == "time",
+        _ => false,
+    }
+}
+
+/// Narrows `[lo, hi]` (inclusive, nanoseconds) by what `filter` says about `time`. Only
+/// conjunctions of comparisons with timestamp literals count; anything else leaves the bounds
+/// as they are, which is always safe (DataFusion still applies every filter to every row).
+fn narrow_time_bounds(filter: &Expr, lo: &mut i64, hi: &mut i64) {
+    use datafusion::logical_expr::{Between, BinaryExpr, Operator};
+    match filter {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            if *op == Operator::And {
+                narrow_time_bounds(left, lo, hi);
+                narrow_time_bounds(right, lo, hi);
+                return;
+            }
+            // `time <op> literal`, or `literal <op> time` with the operator swapped.
+            let (op, t) = match (left.as_ref(), right.as_ref()) {
+                (l, Expr::Literal(v, _)) if is_time_column(l) => (*op, timestamp_nanos(v)),
+                (Expr::Literal(v, _), r) if is_time_column(r) => match op.swap() {
+                    Some(op) => (op, timestamp_nanos(v)),
+                    None => return,
+                },
+                _ => return,
+            };
+            let Some(t) = t else { return };
+            match op {
+                Operator::Gt => *lo = (*lo).max(t.saturating_add(1)),
+                Operator::GtEq => *lo = (*lo).max(t),
+                Operator::Lt => *hi = (*hi).min(t.saturating_sub(1)),
+                Operator::LtEq => *hi = (*hi).min(t),
+                Operator::Eq => {
+                    *lo = (*lo).max(t);
+                    *hi = (*hi).min(t);
+                }
+                _ => {}
+            }
+        }
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) if is_time_column(expr) => {
+            if let Expr::Literal(v, _) = low.as_ref() {
+                if let Some(t) = timestamp_nanos(v) {
+                    *lo = (*lo).max(t);
+                }
+            }
+            if let Expr::Literal(v, _) = high.as_ref() {
+                if let Some(t) = timestamp_nanos(v) {
+                    *hi = (*hi).min(t);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The first nanosecond of the hour a sealed file's `date=YYYY-MM-DD/hour=HH` directories name.
+fn partition_start(path: &std::path::Path) -> Option<i64> {
+    let hour_dir = path.parent()?;
+    let hour: u32 = hour_dir
+        .file_name()?
+        .to_str()?
+        .strip_prefix("hour=")?
+        .parse()
+        .ok()?;
+    let date = hour_dir
+        .parent()?
+        .file_name()?
+        .to_str()?
+        .strip_prefix("date=")?;
+    let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    let start = day.and_hms_opt(hour, 0, 0)?.and_utc();
+    start.timestamp_nanos_opt()
+}
+
+/// The files whose partition can hold rows within `[lo, hi]`; files whose partition cannot be
+/// read from their path are always kept.
+fn prune_files(files: &[std::path::PathBuf], lo: i64, hi: i64) -> Vec<std::path::PathBuf> {
+    files
+        .iter()
+        .filter(|f| match partition_start(f) {
+            Some(start) => start <= hi && start.saturating_add(NANOS_PER_HOUR) > lo,
+            None => true,
+        })
+        .cloned()
+        .collect()
 }
 
 #[async_trait]
@@ -243,9 +387,18 @@ impl TableProvider for SnapshotTable {
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
-        if !self.files.is_empty() {
-            let urls = self
-                .files
+        let (mut lo, mut hi) = (i64::MIN, i64::MAX);
+        for f in filters {
+            narrow_time_bounds(f, &mut lo, &mut hi);
+        }
+        let files = prune_files(&self.files, lo, hi);
+        let pruned = (self.files.len() - files.len()) as u64;
+        self.shared
+            .stats
+            .query_files_pruned
+            .fetch_add(pruned, std::sync::atomic::Ordering::Relaxed);
+        if !files.is_empty() {
+            let urls = files
                 .iter()
                 .map(|p| ListingTableUrl::parse(p.to_string_lossy()))
                 .collect::<datafusion::error::Result<Vec<_>>>()?;

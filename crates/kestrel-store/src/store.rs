@@ -93,6 +93,9 @@ pub struct StoreStats {
     pub files_written: AtomicU64,
     pub files_deleted_by_retention: AtomicU64,
     pub wal_corrupt_entries: AtomicU64,
+    /// Sealed files a query did not open because their `date=`/`hour=` partition lies outside
+    /// the query's time predicate.
+    pub query_files_pruned: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -106,11 +109,11 @@ struct TableState {
 }
 
 #[derive(Debug)]
-struct Shared {
+pub(crate) struct Shared {
     config: StoreConfig,
     wal_dir: PathBuf,
     tables: Vec<Mutex<TableState>>,
-    stats: StoreStats,
+    pub(crate) stats: StoreStats,
     /// Set after a failed WAL write or fsync: the WAL's state is unknown, so every later append
     /// is refused until a restart replays it.
     poisoned: AtomicBool,
@@ -317,6 +320,11 @@ impl Store {
     /// Counters for `/metrics`.
     pub fn stats(&self) -> &StoreStats {
         &self.shared.stats
+    }
+
+    /// The shared state, for query plans that outlive a borrow of the store.
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
     }
 
     /// Whether appends are accepted (false after a WAL failure or shutdown).

@@ -493,3 +493,111 @@ async fn an_agent_batch_is_stored_once_across_resends_restarts_and_sealing() {
         );
     }
 }
+
+/// Rows in 6 hourly partitions, sealed: a time predicate opens only the partitions it can
+/// match, answers exactly, and `since`/`until` apply to every table.
+#[tokio::test]
+async fn time_predicates_prune_partitions_and_since_until_bound_every_table() {
+    const HOUR: i64 = 3_600_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    // 10 rows in each of hours 09..=14, at minute 30 of the hour.
+    let rows = (0..60)
+        .map(|i| {
+            let t = T0 + (i / 10) * HOUR + 30 * 60_000_000_000;
+            record(&format!("p-{i}"), "ResponseComplete", t, "alice")
+        })
+        .collect();
+    store.append(TableRows::Audit(rows)).await.unwrap();
+    store.flush().unwrap();
+    assert_eq!(walk(dir.path().join("audit")).len(), 6);
+    let pruned = || {
+        store
+            .stats()
+            .query_files_pruned
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+
+    // No predicate: every file is read.
+    assert_eq!(count(&store, "SELECT count(*) FROM audit").await, 60);
+    assert_eq!(pruned(), 0);
+    // 11:00 ≤ time < 13:00 → hours 11 and 12 only.
+    let before = pruned();
+    let n = count(
+        &store,
+        "SELECT count(*) FROM audit WHERE time >= TIMESTAMP '2026-11-20T11:00:00Z' \
+         AND time < TIMESTAMP '2026-11-20T13:00:00Z'",
+    )
+    .await;
+    assert_eq!(n, 20);
+    assert_eq!(pruned() - before, 4);
+    // BETWEEN, and the literal on the left.
+    let before = pruned();
+    let n = count(
+        &store,
+        "SELECT count(*) FROM audit WHERE time BETWEEN TIMESTAMP '2026-11-20T14:00:00Z' \
+         AND TIMESTAMP '2026-11-20T20:00:00Z'",
+    )
+    .await;
+    assert_eq!(n, 10);
+    assert_eq!(pruned() - before, 5);
+    let before = pruned();
+    let n = count(
+        &store,
+        "SELECT count(*) FROM audit WHERE TIMESTAMP '2026-11-20T10:59:59Z' > time",
+    )
+    .await;
+    assert_eq!(n, 20);
+    assert_eq!(pruned() - before, 4);
+    // An OR is not narrowed: every file is read, and the answer is still exact.
+    let before = pruned();
+    let n = count(
+        &store,
+        "SELECT count(*) FROM audit WHERE time < TIMESTAMP '2026-11-20T10:00:00Z' \
+         OR user_name = 'nobody'",
+    )
+    .await;
+    assert_eq!(n, 10);
+    assert_eq!(pruned() - before, 0);
+
+    // since/until bound every table of the query, also through joins and subqueries.
+    let opts = QueryOptions {
+        since: Some(T0 + 2 * HOUR),         // 11:00:01
+        until: Some(T0 + 4 * HOUR - 1_000), // just before 13:00:01
+        ..Default::default()
+    };
+    let before = pruned();
+    let r = store
+        .query(
+            "SELECT count(*) FROM audit a JOIN (SELECT audit_id FROM audit) b USING (audit_id)",
+            &opts,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.rows[0][0], 20);
+    assert!(pruned() - before >= 4, "{}", pruned() - before);
+    // The same bounds over rows still in memory.
+    store
+        .append(TableRows::Audit(vec![record(
+            "mem",
+            "ResponseComplete",
+            T0 + 3 * HOUR,
+            "bob",
+        )]))
+        .await
+        .unwrap();
+    let r = store
+        .query("SELECT count(*) FROM audit WHERE user_name = 'bob'", &opts)
+        .await
+        .unwrap();
+    assert_eq!(r.rows[0][0], 1);
+    let outside = QueryOptions {
+        since: Some(T0 + 5 * HOUR),
+        ..Default::default()
+    };
+    let r = store
+        .query("SELECT count(*) FROM audit", &outside)
+        .await
+        .unwrap();
+    assert_eq!(r.rows[0][0], 10);
+}

@@ -189,6 +189,13 @@ pub enum Format {
 pub struct QueryArgs {
     /// The SQL (SELECT only), e.g. "SELECT verb, count(*) FROM audit GROUP BY verb".
     pub sql: String,
+    /// Only rows from this time on, in every table: a duration before now (`15m`, `1h`, `7d`)
+    /// or an RFC 3339 time. Older partitions are not even opened.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only rows before this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
     /// Output format.
     #[arg(long, short = 'f', value_enum, default_value = "table")]
     pub format: Format,

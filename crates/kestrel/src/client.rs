@@ -108,7 +108,7 @@ pub async fn query(args: QueryArgs) -> Result<()> {
         .call(
             reqwest::Method::POST,
             "/v1/query",
-            Some(json!({ "sql": args.sql })),
+            Some(json!({ "sql": args.sql, "since": args.since, "until": args.until })),
         )
         .await?;
     let columns: Vec<String> = serde_json::from_value(result["columns"].clone())?;

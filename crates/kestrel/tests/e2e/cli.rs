@@ -125,6 +125,38 @@ async fn kestrel_query_prints_table_json_and_csv_and_fails_in_one_line() {
             "{sql}: {err}"
         );
     }
+    // --since and --until bound every table: the 4 events are from just now.
+    for (args, expected) in [
+        (&["--since", "1h"][..], "verb,n\nget,3\nlist,1\n"),
+        (&["--until", "1h"][..], "verb,n\n"),
+        (
+            &[
+                "--since",
+                "2000-01-01T00:00:00Z",
+                "--until",
+                "2000-01-02T00:00:00Z",
+            ][..],
+            "verb,n\n",
+        ),
+    ] {
+        let mut argv = vec!["query", SQL, "-f", "csv", "--data-dir", dir];
+        argv.extend_from_slice(args);
+        let out = kestrel_cli(&argv, &[]);
+        assert!(out.status.success(), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stdout, expected, "{args:?}");
+    }
+    let out = kestrel_cli(
+        &["query", SQL, "--since", "yesterday", "--data-dir", dir],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        out.stderr
+            .contains("since: \"yesterday\" is neither an RFC 3339 time nor a duration"),
+        "{}",
+        out.stderr
+    );
+
     let bad_token = [
         ("KESTREL_SERVER", server.url.as_str()),
         ("KESTREL_TOKEN", "kst_wrong"),
