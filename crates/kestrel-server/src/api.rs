@@ -310,8 +310,46 @@ fn time_bound(what: &str, s: &str) -> Result<i64, ApiError> {
     Ok(kestrel_event::time::now_nanos().saturating_sub(ago))
 }
 
+/// The media type of an Arrow IPC stream, for `Accept` and `Content-Type`.
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+/// Whether the client asked for an Arrow IPC stream.
+fn wants_arrow(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().starts_with(ARROW_STREAM)))
+}
+
+fn query_error(e: QueryError) -> ApiError {
+    match e {
+        QueryError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
+        QueryError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+        QueryError::Limit(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+        e @ QueryError::Internal(_) => ApiError::internal(e),
+    }
+}
+
+/// An answer as an Arrow IPC stream; `Kestrel-Truncated` says whether rows were cut.
+fn arrow_response(answer: kestrel_store::ArrowResult) -> Result<Response, ApiError> {
+    let body = answer.to_ipc_stream().map_err(ApiError::internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, ARROW_STREAM.to_string()),
+            (
+                header::HeaderName::from_static("kestrel-truncated"),
+                answer.truncated.to_string(),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
 async fn query(
     State(state): State<AppState>,
+    headers: HeaderMap,
     req: Result<Json<QueryRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = req.map_err(json_rejection)?;
@@ -333,12 +371,17 @@ async fn query(
         since,
         until,
     };
+    if wants_arrow(&headers) {
+        let answer = state
+            .store
+            .query_arrow(&req.sql, &opts)
+            .await
+            .map_err(query_error)?;
+        return arrow_response(answer);
+    }
     match state.store.query(&req.sql, &opts).await {
         Ok(result) => Ok(Json(result).into_response()),
-        Err(QueryError::Forbidden(m)) => Err(ApiError::new(StatusCode::FORBIDDEN, m)),
-        Err(QueryError::Invalid(m)) => Err(ApiError::new(StatusCode::BAD_REQUEST, m)),
-        Err(QueryError::Limit(m)) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m)),
-        Err(e @ QueryError::Internal(_)) => Err(ApiError::internal(e)),
+        Err(e) => Err(query_error(e)),
     }
 }
 

@@ -12,7 +12,7 @@ mod store;
 pub mod wal;
 
 pub use agent_tables::ingest_batches;
-pub use query::{check_read_only, json_value, QueryError, QueryOptions, QueryResult};
+pub use query::{check_read_only, json_value, ArrowResult, QueryError, QueryOptions, QueryResult};
 pub use rows::{Table, TableRows};
 pub use schema::{audit_schema, column_types, dead_letter_schema, sql_type_name};
 pub use store::{AppendOutcome, Store, StoreConfig, StoreStats};

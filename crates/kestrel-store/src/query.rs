@@ -74,6 +74,30 @@ pub struct QueryResult {
     pub truncated: bool,
 }
 
+/// A query's answer as Arrow data.
+#[derive(Debug, Clone)]
+pub struct ArrowResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    /// True when more rows matched than `max_rows`.
+    pub truncated: bool,
+}
+
+impl ArrowResult {
+    /// The answer as an Arrow IPC stream (`application/vnd.apache.arrow.stream`).
+    pub fn to_ipc_stream(&self) -> Result<Vec<u8>, QueryError> {
+        use datafusion::arrow::ipc::writer::StreamWriter;
+        let internal =
+            |e: datafusion::arrow::error::ArrowError| QueryError::Internal(e.to_string());
+        let mut w = StreamWriter::try_new(Vec::new(), &self.schema).map_err(internal)?;
+        for b in &self.batches {
+            w.write(b).map_err(internal)?;
+        }
+        w.finish().map_err(internal)?;
+        w.into_inner().map_err(internal)
+    }
+}
+
 /// Why a query was not answered.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -150,8 +174,33 @@ fn classify(e: DataFusionError) -> QueryError {
 }
 
 impl Store {
-    /// Runs a read-only SQL query over every table.
+    /// Runs a read-only SQL query over every table; rows as JSON values.
     pub async fn query(&self, sql: &str, opts: &QueryOptions) -> Result<QueryResult, QueryError> {
+        let answer = self.query_arrow(sql, opts).await?;
+        let columns: Vec<String> = answer
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let mut rows = Vec::new();
+        for batch in &answer.batches {
+            append_json_rows(batch, &mut rows);
+        }
+        Ok(QueryResult {
+            columns,
+            rows,
+            truncated: answer.truncated,
+        })
+    }
+
+    /// Runs a read-only SQL query over every table; rows as Arrow record batches (for Arrow
+    /// IPC answers), at most `max_rows` of them.
+    pub async fn query_arrow(
+        &self,
+        sql: &str,
+        opts: &QueryOptions,
+    ) -> Result<ArrowResult, QueryError> {
         check_read_only(sql)?;
         let ctx = self.session(opts)?;
         let run = async {
@@ -160,28 +209,30 @@ impl Store {
                 .with_allow_dml(false)
                 .with_allow_statements(false);
             let df = ctx.sql_with_options(sql, options).await.map_err(classify)?;
-            let columns: Vec<String> = df
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let mut stream = df.execute_stream().await.map_err(classify)?;
-            let mut rows = Vec::new();
+            let mut batches = Vec::new();
+            let mut rows = 0usize;
             let mut truncated = false;
             while let Some(batch) = stream.next().await {
                 let batch = batch.map_err(classify)?;
-                // One row more than allowed tells us the result was cut.
-                append_json_rows(&batch, &mut rows, opts.max_rows + 1);
-                if rows.len() > opts.max_rows {
+                let room = opts.max_rows - rows;
+                if batch.num_rows() > room {
+                    // More rows than allowed: the result is cut here.
                     truncated = true;
-                    rows.truncate(opts.max_rows);
+                    if room > 0 {
+                        batches.push(batch.slice(0, room));
+                    }
                     break;
                 }
+                rows += batch.num_rows();
+                if batch.num_rows() > 0 {
+                    batches.push(batch);
+                }
             }
-            Ok(QueryResult {
-                columns,
-                rows,
+            Ok(ArrowResult {
+                schema,
+                batches,
                 truncated,
             })
         };
@@ -418,11 +469,8 @@ impl TableProvider for SnapshotTable {
     }
 }
 
-fn append_json_rows(batch: &RecordBatch, rows: &mut Vec<Vec<Value>>, max_rows: usize) {
-    let take = batch
-        .num_rows()
-        .min(max_rows + 1 - rows.len().min(max_rows + 1));
-    for i in 0..take {
+fn append_json_rows(batch: &RecordBatch, rows: &mut Vec<Vec<Value>>) {
+    for i in 0..batch.num_rows() {
         rows.push(
             batch
                 .columns()

@@ -185,6 +185,16 @@ pub enum Format {
     Csv,
 }
 
+/// Output formats of `kestrel query`: those of every listing, plus Arrow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueryFormat {
+    Table,
+    Json,
+    Csv,
+    /// An Arrow IPC stream on stdout (`pyarrow.ipc.open_stream`, `duckdb`, `polars`), typed.
+    Arrow,
+}
+
 #[derive(Debug, Args)]
 pub struct QueryArgs {
     /// The SQL (SELECT only), e.g. "SELECT verb, count(*) FROM audit GROUP BY verb".
@@ -198,7 +208,7 @@ pub struct QueryArgs {
     pub until: Option<String>,
     /// Output format.
     #[arg(long, short = 'f', value_enum, default_value = "table")]
-    pub format: Format,
+    pub format: QueryFormat,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }

@@ -5,7 +5,9 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::cli::{AlertsAction, AlertsArgs, ConnectArgs, Format, QueryArgs, SilenceAction};
+use crate::cli::{
+    AlertsAction, AlertsArgs, ConnectArgs, Format, QueryArgs, QueryFormat, SilenceAction,
+};
 use crate::output::print_rows;
 
 /// A server and a token.
@@ -70,6 +72,38 @@ impl Client {
         })
     }
 
+    /// `POST /v1/query` asking for an Arrow IPC stream: its bytes, and whether it was cut.
+    async fn query_arrow(&self, body: &Value) -> Result<(Vec<u8>, bool)> {
+        let resp = self
+            .http
+            .post(format!("{}/v1/query", self.base))
+            .bearer_auth(&self.token)
+            .header(
+                reqwest::header::ACCEPT,
+                "application/vnd.apache.arrow.stream",
+            )
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach the server at {}: {e}", self.base))?;
+        let status = resp.status();
+        let truncated = resp
+            .headers()
+            .get("kestrel-truncated")
+            .is_some_and(|v| v == "true");
+        let bytes = resp.bytes().await.context("reading the server's answer")?;
+        if !status.is_success() {
+            let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let msg = value
+                .get("error")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            bail!("{msg} (HTTP {})", status.as_u16());
+        }
+        Ok((bytes.to_vec(), truncated))
+    }
+
     async fn call(
         &self,
         method: reqwest::Method,
@@ -104,16 +138,30 @@ impl Client {
 
 pub async fn query(args: QueryArgs) -> Result<()> {
     let client = Client::discover(&args.connect)?;
+    let body = json!({ "sql": args.sql, "since": args.since, "until": args.until });
+    let format = match args.format {
+        QueryFormat::Table => Format::Table,
+        QueryFormat::Json => Format::Json,
+        QueryFormat::Csv => Format::Csv,
+        QueryFormat::Arrow => {
+            let (stream, truncated) = client.query_arrow(&body).await?;
+            use std::io::Write;
+            std::io::stdout()
+                .lock()
+                .write_all(&stream)
+                .context("writing to stdout")?;
+            if truncated {
+                eprintln!("note: the result was cut at the server's row limit; add a LIMIT or narrow the query");
+            }
+            return Ok(());
+        }
+    };
     let result = client
-        .call(
-            reqwest::Method::POST,
-            "/v1/query",
-            Some(json!({ "sql": args.sql, "since": args.since, "until": args.until })),
-        )
+        .call(reqwest::Method::POST, "/v1/query", Some(body))
         .await?;
     let columns: Vec<String> = serde_json::from_value(result["columns"].clone())?;
     let rows: Vec<Vec<Value>> = serde_json::from_value(result["rows"].clone())?;
-    print_rows(&mut std::io::stdout().lock(), &columns, &rows, args.format)?;
+    print_rows(&mut std::io::stdout().lock(), &columns, &rows, format)?;
     if result["truncated"].as_bool() == Some(true) {
         eprintln!(
             "note: the result was cut at {} rows; add a LIMIT or narrow the query",
