@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod dead_letter;
+pub mod falco;
 pub mod ingest;
 pub mod records;
 pub mod time;
@@ -15,6 +16,7 @@ pub use audit::{
     AUDIT_API_VERSION_V1BETA1,
 };
 pub use dead_letter::DeadLetter;
+pub use falco::FalcoEvent;
 pub use ingest::{batch_id, BatchOrigin, IngestBatch, PodIdentity, INGEST_FORMAT_VERSION};
 pub use records::{
     ContainerLog, DnsQuery, IngressAccess, JournalEntry, K8sEvent, LogStream, NetfilterLog,

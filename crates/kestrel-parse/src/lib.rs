@@ -29,6 +29,7 @@ pub mod coredns;
 pub mod cri;
 pub mod docker;
 pub mod error;
+pub mod falco;
 pub mod ingress_nginx;
 pub mod journal;
 pub mod k8s_event;
@@ -50,6 +51,7 @@ pub use coredns::{parse_coredns, CorednsError};
 pub use cri::{parse_cri, CriError, CriLine};
 pub use docker::{parse_docker, DockerError, DockerLine};
 pub use error::BodyError;
+pub use falco::{parse_falco_body, ParsedFalco};
 pub use ingress_nginx::{
     parse_ingress_default, FormatError, IngressError, IngressFormat, DEFAULT_INGRESS_FORMAT,
 };

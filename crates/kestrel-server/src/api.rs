@@ -18,6 +18,7 @@ use tracing::{error, warn};
 use crate::agent_ingest::{decode_body, parse_batch, store_agent_batch, AgentIngestError};
 use crate::auth::{Principal, Role};
 use crate::console;
+use crate::falco_ingest::{ingest_falco, FalcoIngestError};
 use crate::ingest::{ingest_event_list, IngestError};
 use crate::rule_test::{self, RuleTestError, RuleTestRequest};
 use crate::AppState;
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
     let ingest = Router::new()
         .route("/v1/audit/webhook", post(audit_webhook))
         .route("/v1/ingest", post(agent_ingest))
+        .route("/v1/ingest/falco", post(falco_ingest))
         .route("/api/v2/alerts", post(alertmanager_alerts_v2))
         .route("/api/v1/alerts", post(alertmanager_alerts_v1))
         .layer(DefaultBodyLimit::max(max_body))
@@ -82,6 +84,11 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             require_ingest,
         ));
+    // Falco cannot send a header: the token is the last path segment. This route checks it
+    // itself, and nothing logs request paths (a token must never reach a log).
+    let falco_token = Router::new()
+        .route("/v1/ingest/falco/{token}", post(falco_ingest_with_token))
+        .layer(DefaultBodyLimit::max(max_body));
     let read = Router::new()
         .route("/v1/query", post(query))
         .route("/v1/alerts", get(list_alerts))
@@ -109,18 +116,24 @@ pub fn router(state: AppState) -> Router {
         .route("/console/{*path}", get(console::file))
         .route("/v1/openapi.json", get(console::openapi))
         .merge(ingest)
+        .merge(falco_token)
         .merge(read)
         .merge(admin)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
 }
 
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+/// The caller of a request: a bearer token, or else a client certificate that the TLS
+/// handshake verified against `tls.client_ca_file` (role `ingest`).
+fn authenticate(state: &AppState, req: &Request) -> Result<Principal, ApiError> {
     let unauthorized = |msg: &str| {
         state.metrics.auth_failures.inc();
         ApiError::new(StatusCode::UNAUTHORIZED, msg)
     };
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        if let Some(p) = client_certificate(req) {
+            return Ok(p);
+        }
         return Err(unauthorized(
             "missing bearer token (Authorization: Bearer <token>)",
         ));
@@ -131,11 +144,36 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiE
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
+    verify_token(state, token)
+}
+
+fn verify_token(state: &AppState, token: &str) -> Result<Principal, ApiError> {
     match state.tokens.verify(token) {
         Ok(Some(p)) => Ok(p),
-        Ok(None) => Err(unauthorized("invalid or revoked token")),
+        Ok(None) => {
+            state.metrics.auth_failures.inc();
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid or revoked token",
+            ))
+        }
         Err(e) => Err(ApiError::internal(e)),
     }
+}
+
+/// The principal of a verified client certificate. rustls only completes a handshake with a
+/// certificate that chains to a configured client CA, so any certificate here is trusted; it
+/// is named by its SHA-256 fingerprint (first 8 bytes) in logs and alert history.
+fn client_certificate(req: &Request) -> Option<Principal> {
+    let info = req
+        .extensions()
+        .get::<std::sync::Arc<axum_server::tls::TlsInfo>>()?;
+    let leaf = info.peer_certificates.first()?;
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(leaf);
+    Some(Principal {
+        name: format!("client-cert:{}", hex::encode(&digest[..8])),
+        role: Role::Ingest,
+    })
 }
 
 async fn require(
@@ -145,7 +183,7 @@ async fn require(
     allowed: fn(Role) -> bool,
     what: &str,
 ) -> Response {
-    match authenticate(&state, req.headers()) {
+    match authenticate(&state, &req) {
         Ok(p) if allowed(p.role) => {
             req.extensions_mut().insert(p);
             next.run(req).await
@@ -272,6 +310,45 @@ async fn reject_agent_batch(
     crate::ingest::store_dead_letters(state, vec![dead_letter], "agent")
         .await
         .map_err(|e| ApiError::from(IngestError::Store(e)))
+}
+
+impl From<FalcoIngestError> for ApiError {
+    fn from(e: FalcoIngestError) -> Self {
+        match e {
+            FalcoIngestError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+            FalcoIngestError::Store(s) => IngestError::Store(s).into(),
+        }
+    }
+}
+
+/// Falco's `http_output`, authenticated by a bearer token or a client certificate.
+async fn falco_ingest(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| body_rejection(e, state.config.ingest.max_body_bytes))?;
+    Ok(Json(ingest_falco(&state, body).await?).into_response())
+}
+
+/// Falco's `http_output` with the token in the URL (Falco cannot send a header).
+async fn falco_ingest_with_token(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let principal = verify_token(&state, &token)?;
+    if !principal.role.may_ingest() {
+        warn!(token = %principal.name, role = principal.role.as_str(), "a token in a Falco ingest URL lacks the ingest role");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "a token with role {} may not send data",
+                principal.role.as_str()
+            ),
+        ));
+    }
+    let body = body.map_err(|e| body_rejection(e, state.config.ingest.max_body_bytes))?;
+    Ok(Json(ingest_falco(&state, body).await?).into_response())
 }
 
 #[derive(Deserialize)]

@@ -45,6 +45,13 @@ pub struct TlsConfig {
     pub cert_file: PathBuf,
     /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
     pub key_file: PathBuf,
+    /// PEM file with the CA certificates that sign client certificates. When set, a client
+    /// (Falco's `http_output` with `mtls: true`, an agent, the API server's webhook) that
+    /// presents a certificate signed by one of them is authenticated with the `ingest` role,
+    /// without a token; a certificate from another CA is refused during the handshake. Clients
+    /// without a certificate still authenticate with a bearer token.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// Limits and processing of incoming data.
@@ -264,7 +271,10 @@ impl ServerConfig {
             problems.push("ingest.max_event_bytes is larger than ingest.max_body_bytes".into());
         }
         if let Some(tls) = &self.tls {
-            for (what, path) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
+            let files = [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)]
+                .into_iter()
+                .chain(tls.client_ca_file.iter().map(|f| ("client_ca_file", f)));
+            for (what, path) in files {
                 if !path.is_file() {
                     problems.push(format!(
                         "tls.{what}: {} is not a readable file",

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod console;
 pub mod detection;
+pub mod falco_ingest;
 pub mod ingest;
 pub mod metrics;
 pub mod rule_test;
@@ -160,21 +161,17 @@ impl Server {
             Arc::clone(&detection),
         ));
         let tls = match &config.tls {
-            Some(t) => {
-                // One process-wide TLS provider: ring, which the HTTP client uses too.
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                Some(
-                    RustlsConfig::from_pem_file(&t.cert_file, &t.key_file)
-                        .await
-                        .with_context(|| {
-                            format!(
-                                "loading the TLS certificate {} and key {}",
-                                t.cert_file.display(),
-                                t.key_file.display()
-                            )
-                        })?,
+            Some(t) => Some(tls_config(t).with_context(|| {
+                format!(
+                    "loading the TLS certificate {} and key {}{}",
+                    t.cert_file.display(),
+                    t.key_file.display(),
+                    t.client_ca_file
+                        .as_ref()
+                        .map(|f| format!(" and client CA {}", f.display()))
+                        .unwrap_or_default()
                 )
-            }
+            })?),
             None => None,
         };
         let listener = TcpListener::bind(config.listen)
@@ -270,6 +267,44 @@ impl Server {
         info!("shutdown complete");
         Ok(())
     }
+}
+
+/// The server's TLS settings: its certificate, and when `client_ca_file` is set, client
+/// certificates verified against those CAs (optional: clients without one use a token).
+fn tls_config(t: &config::TlsConfig) -> anyhow::Result<RustlsConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    // One process-wide TLS provider: ring, which the HTTP client uses too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certs = CertificateDer::pem_file_iter(&t.cert_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .context("reading the certificate chain")?;
+    let key = PrivateKeyDer::from_pem_file(&t.key_file).context("reading the private key")?;
+    let builder = rustls::ServerConfig::builder();
+    let builder = match &t.client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(ca_file) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(ca_file).context("reading the client CA")? {
+                roots
+                    .add(cert.context("reading the client CA")?)
+                    .context("adding a client CA certificate")?;
+            }
+            if roots.is_empty() {
+                anyhow::bail!("{} holds no certificate", ca_file.display());
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                .allow_unauthenticated()
+                .build()
+                .context("building the client certificate verifier")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .context("the certificate does not match the key")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(RustlsConfig::from_config(Arc::new(config)))
 }
 
 /// Reads the configuration file again and applies its `alerting:` section (other sections

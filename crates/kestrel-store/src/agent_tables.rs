@@ -10,8 +10,8 @@
 use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
-    TimestampNanosecondBuilder,
+    Array, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, RecordBatch,
+    StringBuilder, TimestampNanosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use kestrel_event::{
@@ -22,15 +22,16 @@ use kestrel_event::{
 use crate::rows::Table;
 use crate::schema::time_type;
 
-/// Builds a batch column by column; the schema is the list of columns pushed.
-struct Columns {
+/// Builds a batch column by column; the schema is the list of columns pushed. Also used by
+/// the `falco` table.
+pub(crate) struct Columns {
     rows: usize,
     fields: Vec<Field>,
     arrays: Vec<ArrayRef>,
 }
 
 impl Columns {
-    fn new(rows: usize) -> Self {
+    pub(crate) fn new(rows: usize) -> Self {
         Columns {
             rows,
             fields: Vec::with_capacity(40),
@@ -45,16 +46,30 @@ impl Columns {
         self.arrays.push(array);
     }
 
-    fn time(&mut self, name: &str, values: impl Iterator<Item = Option<i64>>) {
+    pub(crate) fn time(&mut self, name: &str, values: impl Iterator<Item = Option<i64>>) {
         let mut b = TimestampNanosecondBuilder::with_capacity(self.rows).with_timezone("UTC");
         values.for_each(|v| b.append_option(v));
         self.push(name, time_type(), Arc::new(b.finish()));
     }
 
-    fn text<'a>(&mut self, name: &str, values: impl Iterator<Item = Option<&'a str>>) {
+    pub(crate) fn text<'a>(&mut self, name: &str, values: impl Iterator<Item = Option<&'a str>>) {
         let mut b = StringBuilder::with_capacity(self.rows, self.rows * 16);
         values.for_each(|v| b.append_option(v));
         self.push(name, DataType::Utf8, Arc::new(b.finish()));
+    }
+
+    /// A `list<string>` column.
+    pub(crate) fn text_list<'a>(&mut self, name: &str, values: impl Iterator<Item = &'a [String]>) {
+        let mut b = ListBuilder::with_capacity(StringBuilder::new(), self.rows);
+        for vs in values {
+            for v in vs {
+                b.values().append_value(v);
+            }
+            b.append(true);
+        }
+        let array = b.finish();
+        let data_type = array.data_type().clone();
+        self.push(name, data_type, Arc::new(array));
     }
 
     /// The same value in every row.
@@ -63,7 +78,7 @@ impl Columns {
         self.text(name, std::iter::repeat_n(value, rows));
     }
 
-    fn int(&mut self, name: &str, values: impl Iterator<Item = Option<i64>>) {
+    pub(crate) fn int(&mut self, name: &str, values: impl Iterator<Item = Option<i64>>) {
         let mut b = Int64Builder::with_capacity(self.rows);
         values.for_each(|v| b.append_option(v));
         self.push(name, DataType::Int64, Arc::new(b.finish()));
@@ -104,7 +119,7 @@ impl Columns {
         self.repeated("file", file);
     }
 
-    fn finish(self) -> RecordBatch {
+    pub(crate) fn finish(self) -> RecordBatch {
         let schema = Arc::new(Schema::new(self.fields));
         RecordBatch::try_new(schema, self.arrays).expect("columns built with their own schema")
     }

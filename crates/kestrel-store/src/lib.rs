@@ -3,6 +3,7 @@
 //! with DataFusion over sealed and unsealed rows alike.
 
 mod agent_tables;
+mod falco_table;
 mod parquet_files;
 mod query;
 mod rows;

@@ -32,6 +32,7 @@ pub(crate) const BLOOM_COLUMNS: &[&str] = &[
     "query_name",
     "src_ip",
     "dst_ip",
+    "uuid",
 ];
 
 /// Rows per row group: large enough to scan fast, small enough to prune on time.

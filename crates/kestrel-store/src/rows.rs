@@ -4,9 +4,10 @@ use datafusion::arrow::array::{Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
-use kestrel_event::{AuditRecord, DeadLetter};
+use kestrel_event::{AuditRecord, DeadLetter, FalcoEvent};
 
 use crate::agent_tables;
+use crate::falco_table;
 use crate::schema;
 use crate::StoreError;
 
@@ -29,11 +30,13 @@ pub enum Table {
     Journal,
     /// Kubernetes events.
     K8sEvent,
+    /// Events posted by Falco (`http_output`).
+    Falco,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Audit,
         Table::DeadLetter,
         Table::ContainerLog,
@@ -42,6 +45,7 @@ impl Table {
         Table::Netflow,
         Table::Journal,
         Table::K8sEvent,
+        Table::Falco,
     ];
 
     /// The table's SQL name, which is also its directory name.
@@ -55,6 +59,7 @@ impl Table {
             Table::Netflow => "netflow",
             Table::Journal => "journal",
             Table::K8sEvent => "k8s_event",
+            Table::Falco => "falco",
         }
     }
 
@@ -63,6 +68,7 @@ impl Table {
         match self {
             Table::Audit => schema::audit_schema(),
             Table::DeadLetter => schema::dead_letter_schema(),
+            Table::Falco => falco_table::falco_schema(),
             agent_table => {
                 agent_tables::schema(agent_table).expect("every other table is fed by agents")
             }
@@ -72,7 +78,7 @@ impl Table {
     /// Retention in days when the configuration does not say.
     pub fn default_retention_days(self) -> u32 {
         match self {
-            Table::Audit => 180,
+            Table::Audit | Table::Falco => 180,
             Table::DeadLetter => 30,
             Table::ContainerLog | Table::Journal => 30,
             Table::Ingress | Table::Dns | Table::Netflow | Table::K8sEvent => 90,
@@ -90,7 +96,7 @@ impl Table {
 
     /// Whether rows come in agent batches, de-duplicated by their `batch_id` column.
     pub(crate) fn has_batch_id(self) -> bool {
-        !matches!(self, Table::Audit | Table::DeadLetter)
+        !matches!(self, Table::Audit | Table::DeadLetter | Table::Falco)
     }
 }
 
@@ -99,6 +105,8 @@ impl Table {
 pub enum TableRows {
     Audit(Vec<AuditRecord>),
     DeadLetter(Vec<DeadLetter>),
+    /// Falco events, de-duplicated by their `uuid`.
+    Falco(Vec<FalcoEvent>),
     /// Rows of an agent batch, already in the table's Arrow schema, stored all or nothing: when
     /// a batch with the same `batch_key` was stored before, none are.
     Batch {
@@ -113,6 +121,7 @@ impl TableRows {
         match self {
             TableRows::Audit(_) => Table::Audit,
             TableRows::DeadLetter(_) => Table::DeadLetter,
+            TableRows::Falco(_) => Table::Falco,
             TableRows::Batch { table, .. } => *table,
         }
     }
@@ -121,6 +130,7 @@ impl TableRows {
         match self {
             TableRows::Audit(r) => r.len(),
             TableRows::DeadLetter(r) => r.len(),
+            TableRows::Falco(r) => r.len(),
             TableRows::Batch { rows, .. } => rows.num_rows(),
         }
     }
@@ -140,13 +150,14 @@ impl TableRows {
     }
 
     /// The de-duplication key of row `i`, if its table has one: `(auditID, stage)` for audit
-    /// events, so the API server's retries never count twice.
+    /// events, so the API server's retries never count twice; `uuid` for Falco events.
     pub(crate) fn dedup_key(&self, i: usize) -> Option<String> {
         match self {
             TableRows::Audit(r) => {
                 let r = &r[i];
                 (!r.audit_id.is_empty()).then(|| dedup_key(&r.audit_id, &r.stage))
             }
+            TableRows::Falco(r) => r[i].uuid.as_deref().map(falco_dedup_key),
             TableRows::DeadLetter(_) | TableRows::Batch { .. } => None,
         }
     }
@@ -163,6 +174,7 @@ impl TableRows {
         match self {
             TableRows::Audit(r) => retain(r, keep),
             TableRows::DeadLetter(r) => retain(r, keep),
+            TableRows::Falco(r) => retain(r, keep),
             TableRows::Batch { rows, .. } => {
                 // All or nothing: a batch is either wholly kept or wholly dropped.
                 if !keep.iter().all(|k| *k) {
@@ -177,6 +189,7 @@ impl TableRows {
         match self {
             TableRows::Audit(r) => schema::audit_batch(r),
             TableRows::DeadLetter(r) => schema::dead_letter_batch(r),
+            TableRows::Falco(r) => falco_table::falco_batch(r),
             TableRows::Batch { rows, .. } => rows.clone(),
         }
     }
@@ -236,6 +249,15 @@ pub(crate) fn dedup_keys(table: Table, batch: &RecordBatch) -> Vec<String> {
         keys.dedup();
         return keys;
     }
+    if table == Table::Falco {
+        let Some(uuids) = column("uuid") else {
+            return Vec::new();
+        };
+        return (0..uuids.len())
+            .filter(|&i| uuids.is_valid(i))
+            .map(|i| falco_dedup_key(uuids.value(i)))
+            .collect();
+    }
     if table != Table::Audit {
         return Vec::new();
     }
@@ -256,6 +278,12 @@ fn batch_dedup_key(table: Table, batch_id: &str) -> String {
 /// Whether a de-duplication key names an agent batch (else an audit event).
 pub(crate) fn is_batch_key(key: &str) -> bool {
     key.contains('\u{1}')
+}
+
+/// The de-duplication key of a Falco event: `falco\x02<uuid>` (never equal to an audit key,
+/// whose separator is NUL).
+fn falco_dedup_key(uuid: &str) -> String {
+    format!("falco\u{2}{uuid}")
 }
 
 fn dedup_key(audit_id: &str, stage: &str) -> String {

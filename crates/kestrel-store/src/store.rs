@@ -413,6 +413,8 @@ impl DedupSet {
                 (self.batch_window, &["batch_id"])
             } else if table == Table::Audit {
                 (self.window, &["audit_id", "stage"])
+            } else if table == Table::Falco {
+                (self.window, &["uuid"])
             } else {
                 continue;
             };

@@ -670,4 +670,59 @@ async fn arrow_answers_are_typed_limited_and_round_trip_through_ipc() {
         .unwrap();
     assert!(json.truncated);
     assert_eq!(json.rows.len(), 25);
+
+fn falco(uuid: Option<&str>, rule: &str) -> kestrel_event::FalcoEvent {
+    kestrel_event::FalcoEvent {
+        time: T0,
+        uuid: uuid.map(String::from),
+        rule: rule.into(),
+        priority: Some("Warning".into()),
+        source: Some("syscall".into()),
+        hostname: Some("node-1".into()),
+        tags: vec!["container".into(), "shell".into()],
+        namespace: Some("shop".into()),
+        output_fields: Some(r#"{"proc.cmdline":"sh"}"#.into()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn falco_events_are_a_table_stored_once_per_uuid_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+        let out = store
+            .append(TableRows::Falco(vec![
+                falco(Some("u1"), "Terminal shell in container"),
+                falco(Some("u1"), "Terminal shell in container"),
+                falco(None, "Read sensitive file"),
+                falco(None, "Read sensitive file"),
+            ]))
+            .await
+            .unwrap();
+        // Without a uuid nothing tells a re-send from a second event: both are kept.
+        assert_eq!(out.accepted, vec![true, false, true, true]);
+        store.flush().unwrap();
+        std::mem::forget(store);
+    }
+    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    let out = store
+        .append(TableRows::Falco(vec![
+            falco(Some("u1"), "Terminal shell in container"),
+            falco(Some("u2"), "Terminal shell in container"),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(out.accepted, vec![false, true]);
+    assert_eq!(count(&store, "SELECT count(*) FROM falco").await, 4);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM falco WHERE array_has(tags, 'shell') AND namespace = 'shop' \
+             AND output_fields LIKE '%proc.cmdline%' AND pod IS NULL"
+        )
+        .await,
+        4
+    );
+    assert!(Table::from_name("falco").is_some());
 }
