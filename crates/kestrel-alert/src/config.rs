@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::matcher::{self, Matcher};
+use crate::quiet::QuietCheck;
 use crate::route::RouteTree;
 use crate::template::Templates;
 use crate::AlertError;
@@ -33,6 +34,42 @@ pub struct AlertingConfig {
     /// The server's public URL, used for links in notifications (`generatorURL`, buttons).
     #[serde(default)]
     pub external_url: Option<String>,
+    /// Senders that must not go quiet: data matching an entry that stops coming from one
+    /// sender for `after` raises a `SourceQuiet` alert, resolved when data comes again.
+    #[serde(default)]
+    pub quiet_sources: Vec<QuietSourceConfig>,
+}
+
+/// One "silence is a signal" check. The labels of incoming data are `source` (the table:
+/// `audit`, `container_log`, `ingress`, `dns`, `netflow`, `journal`, `k8s_event`, `falco`),
+/// `input` (`webhook`, `falco`, or the agent's input name), `node`, `agent` and `cluster`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietSourceConfig {
+    /// Name of the check, in the alert's `check` label.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Which data the check watches, in Alertmanager's syntax: `['source="audit"']`.
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    /// Older form: label equals value, like `{source: audit}`.
+    #[serde(default, rename = "match")]
+    pub match_eq: BTreeMap<String, String>,
+    /// Older form: label matches regex (anchored).
+    #[serde(default)]
+    pub match_re: BTreeMap<String, String>,
+    /// Labels that name one sender, like `[node]`: each combination of their values is watched
+    /// on its own, and data without them is not watched by this check. Empty: all matching data
+    /// is one sender.
+    #[serde(default)]
+    pub per: Vec<String>,
+    /// A sender that has sent before and then sends nothing for this long raises the alert,
+    /// like `10m`.
+    #[serde(deserialize_with = "duration")]
+    pub after: Duration,
+    /// The alert's `priority` label.
+    #[serde(default = "default_quiet_priority")]
+    pub priority: String,
 }
 
 /// A node of the routing tree; children inherit what they do not set.
@@ -341,6 +378,9 @@ fn default_resend() -> Duration {
 fn default_pagerduty_url() -> String {
     "https://events.pagerduty.com/v2/enqueue".into()
 }
+fn default_quiet_priority() -> String {
+    "Warning".into()
+}
 fn default_smtp_tls() -> SmtpTls {
     SmtpTls::Starttls
 }
@@ -450,6 +490,7 @@ pub struct CompiledAlerting {
     pub routes: RouteTree,
     pub inhibit_rules: Vec<InhibitRule>,
     pub templates: Templates,
+    pub quiet_checks: Vec<QuietCheck>,
 }
 
 impl AlertingConfig {
@@ -575,6 +616,40 @@ impl AlertingConfig {
                 }
             }
         }
+        let mut quiet_checks = Vec::new();
+        let mut quiet_names = HashSet::new();
+        for (i, q) in self.quiet_sources.iter().enumerate() {
+            let at = match &q.name {
+                Some(n) => format!("quiet_sources[{i}] ({n:?})"),
+                None => format!("quiet_sources[{i}]"),
+            };
+            if let Some(n) = &q.name {
+                if n.is_empty() {
+                    problems.push(format!("{at}: name is empty"));
+                } else if !quiet_names.insert(n.as_str()) {
+                    problems.push(format!("{at}: the name is used twice"));
+                }
+            }
+            if q.after.is_zero() {
+                problems.push(format!("{at}: after must be longer than 0s"));
+            }
+            if q.priority.is_empty() {
+                problems.push(format!("{at}: priority is empty"));
+            }
+            if q.per.iter().any(|p| p.is_empty()) {
+                problems.push(format!("{at}: per names an empty label"));
+            }
+            match matcher::from_config(&q.matchers, &q.match_eq, &q.match_re) {
+                Ok(matchers) => quiet_checks.push(QuietCheck {
+                    name: q.name.clone(),
+                    matchers,
+                    per: q.per.clone(),
+                    after: q.after,
+                    priority: q.priority.clone(),
+                }),
+                Err(es) => problems.extend(es.into_iter().map(|e| format!("{at}: {e}"))),
+            }
+        }
         let templates = match Templates::compile(&self.receivers) {
             Ok(t) => Some(t),
             Err(ps) => {
@@ -588,6 +663,7 @@ impl AlertingConfig {
                 routes,
                 inhibit_rules,
                 templates,
+                quiet_checks,
             }),
             _ => Err(AlertError::Config(problems)),
         }
@@ -620,6 +696,9 @@ receivers:
     slack: {url: "https://hooks.slack.test/x", text: "{{ unclosed"}
 inhibit_rules:
   - source_matchers: ['priority="Critical"']
+quiet_sources:
+  - {name: q, match_re: {source: "("}, per: [node], after: 0s}
+  - {name: q, per: [agent], after: 5m}
 "#,
         )
         .unwrap();
@@ -637,6 +716,9 @@ inhibit_rules:
             "email.to",
             "receiver \"t\": slack.text",
             "inhibit_rules[0]",
+            "quiet_sources[0] (\"q\"): after",
+            "quiet_sources[0] (\"q\"): invalid matcher",
+            "quiet_sources[1] (\"q\"): the name is used twice",
         ] {
             assert!(err.contains(needle), "{needle} not in {err}");
         }

@@ -14,6 +14,7 @@ use crate::inbound::InboundAlert;
 use crate::matcher::Matcher;
 use crate::model::{Alert, AlertStatus, NewAlert};
 use crate::notify::{Notifier, NotifierStats};
+use crate::quiet::{QuietChange, QuietWatch};
 use crate::silence::Silence;
 use crate::store::AlertStore;
 use crate::AlertError;
@@ -21,6 +22,9 @@ use crate::AlertError;
 /// The longest the driver sleeps: escalations, timeouts and silences ending are checked at
 /// least this often.
 const MAX_IDLE: Duration = Duration::from_secs(1);
+
+/// How often the last-seen times of quiet-source senders are saved (and at every change).
+const QUIET_SAVE_INTERVAL: chrono::Duration = chrono::Duration::seconds(30);
 
 /// Alerting as a service.
 pub struct Alerting {
@@ -30,6 +34,8 @@ pub struct Alerting {
     stats: Arc<NotifierStats>,
     clock: Arc<dyn Clock>,
     wake: Notify,
+    quiet: Mutex<QuietWatch>,
+    quiet_saved_at: Mutex<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for Alerting {
@@ -53,7 +59,11 @@ impl Alerting {
         let mut engine = Engine::new(config);
         let now = clock.now();
         engine.set_silences(store.silences()?);
-        for alert in store.open_alerts()? {
+        let open = store.open_alerts()?;
+        let mut quiet = QuietWatch::new(config.quiet_checks.clone());
+        quiet.load(store.quiet_series()?);
+        quiet.restore_open_alerts(&open, now);
+        for alert in open {
             engine.restore(alert, now);
         }
         Ok(Arc::new(Alerting {
@@ -63,6 +73,8 @@ impl Alerting {
             stats,
             clock,
             wake: Notify::new(),
+            quiet: Mutex::new(quiet),
+            quiet_saved_at: Mutex::new(now),
         }))
     }
 
@@ -114,8 +126,68 @@ impl Alerting {
         })
     }
 
-    /// Does everything due now: resolutions by timeout, group notifications, escalations.
+    fn quiet(&self) -> std::sync::MutexGuard<'_, QuietWatch> {
+        self.quiet.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes data arriving from a sender (labels `source`, `input`, `node`, `agent`,
+    /// `cluster`), for the `quiet_sources` checks: a quiet sender that sends again has its
+    /// `SourceQuiet` alert resolved.
+    pub fn observe_data(&self, labels: &std::collections::BTreeMap<String, String>) {
+        let changes = {
+            let mut quiet = self.quiet();
+            if !quiet.is_active() {
+                return;
+            }
+            quiet.observe(labels, self.clock.now())
+        };
+        self.apply_quiet(changes);
+    }
+
+    fn apply_quiet(&self, changes: Vec<QuietChange>) {
+        for change in changes {
+            let result = match &change {
+                QuietChange::Quiet(alert) => self.record(alert).map(|_| ()),
+                QuietChange::Resumed { alert_id } => self
+                    .set_status(alert_id, AlertStatus::Resolved, "data resumed")
+                    .map(|_| ()),
+            };
+            if let Err(e) = result {
+                warn!(error = %e, ?change, "cannot record a change of a quiet source");
+            }
+        }
+    }
+
+    /// Raises alerts for senders gone quiet and saves the senders' state now and then.
+    fn check_quiet(&self, now: DateTime<Utc>) {
+        let (changes, dirty) = {
+            let mut quiet = self.quiet();
+            if !quiet.is_active() {
+                return;
+            }
+            let changes = quiet.check(now);
+            let mut saved_at = self
+                .quiet_saved_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let dirty = if !changes.is_empty() || now - *saved_at >= QUIET_SAVE_INTERVAL {
+                *saved_at = now;
+                quiet.take_dirty()
+            } else {
+                Vec::new()
+            };
+            (changes, dirty)
+        };
+        if let Err(e) = self.store.save_quiet_series(&dirty) {
+            warn!(error = %e, "cannot save the state of quiet-source senders");
+        }
+        self.apply_quiet(changes);
+    }
+
+    /// Does everything due now: quiet senders, resolutions by timeout, group notifications,
+    /// escalations.
     pub fn tick(&self) -> TickOutput {
+        self.check_quiet(self.clock.now());
         let out = self.engine().tick(self.clock.now());
         for (id, by) in &out.resolved {
             if let Err(e) = self.store.set_status(id, AlertStatus::Resolved, by) {
@@ -253,6 +325,15 @@ impl Alerting {
         let notifier = Notifier::start(config, Arc::clone(&self.store), Arc::clone(&self.stats));
         *self.notifier.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(notifier);
         self.engine().reconfigure(config, self.clock.now());
+        self.quiet().reconfigure(config.quiet_checks.clone());
         self.wake.notify_one();
+    }
+
+    /// Saves the state of quiet-source senders (on shutdown).
+    pub fn save_quiet_state(&self) {
+        let dirty = self.quiet().take_dirty();
+        if let Err(e) = self.store.save_quiet_series(&dirty) {
+            warn!(error = %e, "cannot save the state of quiet-source senders");
+        }
     }
 }

@@ -10,6 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use crate::model::{fingerprint, Alert, AlertStatus, NewAlert};
+use crate::quiet::QuietSeries;
 use crate::silence::Silence;
 use crate::AlertError;
 
@@ -48,6 +49,10 @@ CREATE TABLE IF NOT EXISTS delivery_alerts (
     delivery_id INTEGER NOT NULL,
     alert_id TEXT NOT NULL,
     PRIMARY KEY (alert_id, delivery_id)
+);
+CREATE TABLE IF NOT EXISTS quiet_series (
+    key TEXT PRIMARY KEY,
+    series TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS silences (
     id TEXT PRIMARY KEY,
@@ -400,6 +405,40 @@ impl AlertStore {
         let mut stmt = conn.prepare("SELECT status, count(*) FROM alerts GROUP BY status")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Saves the state of senders watched by `quiet_sources`.
+    pub fn save_quiet_series(&self, series: &[QuietSeries]) -> Result<(), AlertError> {
+        if series.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare(
+                "INSERT INTO quiet_series (key, series) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET series = excluded.series",
+            )?;
+            for s in series {
+                stmt.execute(params![s.key, serde_json::to_string(s)?])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The saved state of senders watched by `quiet_sources`; unreadable rows are skipped.
+    pub fn quiet_series(&self) -> Result<Vec<QuietSeries>, AlertError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT series FROM quiet_series")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Ok(s) = serde_json::from_str(&row?) {
+                out.push(s);
+            }
+        }
+        Ok(out)
     }
 
     /// Stores a new silence.

@@ -577,3 +577,69 @@ receivers:
     let d = wait_delivery(&a, &alert.id, "delivered").await;
     assert_eq!(d.channel, "email");
 }
+
+#[tokio::test]
+async fn a_quiet_node_raises_source_quiet_resolved_when_it_sends_again_even_across_a_restart() {
+    let yaml = "quiet_sources:\n  - {match: {source: audit}, per: [node], after: 10m}\n";
+    let clock = manual_clock();
+    let (a, dir) = alerting(yaml, clock.clone());
+    let node = |n: &str| -> BTreeMap<String, String> {
+        [("source", "audit"), ("node", n), ("input", "audit")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let quiet_alerts = |a: &Alerting| -> Vec<(String, AlertStatus, Option<String>)> {
+        let mut v: Vec<_> = a
+            .store()
+            .list(&Default::default())
+            .unwrap()
+            .into_iter()
+            .filter(|x| x.rule == "SourceQuiet")
+            .map(|x| (x.labels["node"].clone(), x.status, x.status_by))
+            .collect();
+        v.sort_by(|x, y| x.0.cmp(&y.0));
+        v
+    };
+    a.observe_data(&node("node-a"));
+    a.observe_data(&node("node-b"));
+    clock.advance(Duration::from_secs(5 * 60));
+    a.observe_data(&node("node-a"));
+    a.tick();
+    clock.advance(Duration::from_secs(5 * 60));
+    a.tick();
+    assert_eq!(
+        quiet_alerts(&a),
+        [("node-b".into(), AlertStatus::Firing, None)]
+    );
+    // node-b sends again: resolved, by the data.
+    a.observe_data(&node("node-b"));
+    assert_eq!(
+        quiet_alerts(&a),
+        [(
+            "node-b".into(),
+            AlertStatus::Resolved,
+            Some("data resumed".into())
+        )]
+    );
+    a.tick(); // saves the senders' state
+    drop(a);
+
+    // Restarted: node-a, quiet since before the restart, is still noticed.
+    let store = Arc::new(AlertStore::open(&dir.path().join("state.db")).unwrap());
+    let config: AlertingConfig = serde_yaml_ng::from_str(yaml).unwrap();
+    let a = Alerting::new(&config.compile().unwrap(), store, clock.clone()).unwrap();
+    clock.advance(Duration::from_secs(5 * 60));
+    a.tick();
+    assert_eq!(
+        quiet_alerts(&a),
+        [
+            ("node-a".into(), AlertStatus::Firing, None),
+            (
+                "node-b".into(),
+                AlertStatus::Resolved,
+                Some("data resumed".into())
+            )
+        ]
+    );
+}

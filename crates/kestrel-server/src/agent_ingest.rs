@@ -15,7 +15,7 @@ use kestrel_event::{batch_id, IngestBatch, INGEST_FORMAT_VERSION};
 use kestrel_store::{StoreError, TableRows};
 use serde::Serialize;
 
-use crate::ingest::{parse_config, store_batch, store_dead_letters};
+use crate::ingest::{observe_sender, parse_config, store_batch, store_dead_letters};
 use crate::metrics::source;
 use crate::AppState;
 
@@ -127,6 +127,8 @@ pub async fn store_agent_batch(
     })
     .await
     .expect("building arrow batches does not panic");
+    let origin = batch.origin.clone();
+    let sources: Vec<&'static str> = tables.iter().map(|(t, _)| t.name()).collect();
     for (table, rows) in tables {
         let outcome = state
             .store
@@ -153,7 +155,8 @@ pub async fn store_agent_batch(
         .inc_by(summary.duplicates as u64);
     summary.dead_letters = dead_letters.len();
     store_dead_letters(state, dead_letters, SOURCE).await?;
-    if !audit_lines.is_empty() {
+    let has_audit = !audit_lines.is_empty();
+    if has_audit {
         let cfg = parse_config(state);
         let now = kestrel_event::time::now_nanos();
         let parsed = tokio::task::spawn_blocking(move || {
@@ -176,6 +179,17 @@ pub async fn store_agent_batch(
         summary.duplicates += audit.duplicates;
         summary.dead_letters += audit.dead_letters;
         summary.alerts += audit.alerts;
+    }
+    // Every source of the batch is durable: each has been heard from.
+    for source in sources.into_iter().chain(has_audit.then_some("audit")) {
+        observe_sender(
+            state,
+            source,
+            &origin.input,
+            origin.node.as_deref(),
+            Some(&origin.agent),
+            origin.cluster.as_deref(),
+        );
     }
     Ok(summary)
 }

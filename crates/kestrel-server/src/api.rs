@@ -242,6 +242,7 @@ async fn audit_webhook(
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|e| body_rejection(e, state.config.ingest.max_body_bytes))?;
     let summary = ingest_event_list(&state, body, "audit_webhook").await?;
+    crate::ingest::observe_sender(&state, "audit", "webhook", None, None, None);
     Ok(Json(summary).into_response())
 }
 

@@ -86,6 +86,11 @@ pub async fn ingest_falco(
         .ingest_duplicates
         .get_or_create(&source(SOURCE))
         .inc_by(outcome.duplicates as u64);
+    let hosts: std::collections::BTreeSet<Option<String>> =
+        events.iter().map(|e| e.hostname.clone()).collect();
+    for host in hosts {
+        crate::ingest::observe_sender(state, SOURCE, SOURCE, host.as_deref(), None, None);
+    }
     let fresh: Vec<FalcoEvent> = events
         .into_iter()
         .zip(outcome.accepted)

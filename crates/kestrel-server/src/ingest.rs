@@ -43,6 +43,29 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
+/// Tells alerting's `quiet_sources` checks that data came: `source` is the table, `input` the
+/// way in (`webhook`, `falco`, an agent's input), then who sent it. Call it once the data is
+/// durable.
+pub(crate) fn observe_sender(
+    state: &AppState,
+    source: &str,
+    input: &str,
+    node: Option<&str>,
+    agent: Option<&str>,
+    cluster: Option<&str>,
+) {
+    let mut labels = BTreeMap::new();
+    labels.insert("source".to_string(), source.to_string());
+    labels.insert("input".to_string(), input.to_string());
+    let cluster = cluster.or(state.config.cluster.as_deref());
+    for (name, value) in [("node", node), ("agent", agent), ("cluster", cluster)] {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            labels.insert(name.to_string(), v.to_string());
+        }
+    }
+    state.alerting.observe_data(&labels);
+}
+
 pub(crate) fn parse_config(state: &AppState) -> AuditParseConfig {
     let mut cfg = AuditParseConfig {
         max_event_bytes: state.config.ingest.max_event_bytes,
