@@ -11,6 +11,7 @@ use crate::matcher::{self, Matcher};
 use crate::quiet::QuietCheck;
 use crate::route::RouteTree;
 use crate::template::Templates;
+use crate::time_interval::{TimeInterval, TimeIntervalConfig};
 use crate::AlertError;
 
 /// Where alerts go and how they are grouped, silenced and escalated.
@@ -27,6 +28,10 @@ pub struct AlertingConfig {
     /// Alerts that mute others while they fire (Alertmanager's `inhibit_rules`).
     #[serde(default)]
     pub inhibit_rules: Vec<InhibitRuleConfig>,
+    /// Named recurring times, for routes' `mute_time_intervals` and `active_time_intervals`
+    /// (Alertmanager's `time_intervals`; its older name `mute_time_intervals` is read too).
+    #[serde(default, alias = "mute_time_intervals")]
+    pub time_intervals: Vec<TimeIntervalConfig>,
     /// An alert not seen again for this long is resolved (by `timeout`), like `1h`. Without it,
     /// alerts stay open until resolved by hand or by their sender.
     #[serde(default, deserialize_with = "opt_duration")]
@@ -107,6 +112,15 @@ pub struct RouteConfig {
     /// Tiers of receivers told when an alert stays unacknowledged.
     #[serde(default)]
     pub escalation: Option<Vec<EscalationTierConfig>>,
+    /// Names of `time_intervals` during which this route's notifications are not sent (the
+    /// alerts are still grouped and sent when the interval ends). Not inherited by child
+    /// routes, as in Alertmanager.
+    #[serde(default)]
+    pub mute_time_intervals: Vec<String>,
+    /// Names of `time_intervals` outside of which this route's notifications are not sent.
+    /// Not inherited by child routes.
+    #[serde(default)]
+    pub active_time_intervals: Vec<String>,
     /// Child routes, tried in order.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
@@ -491,6 +505,8 @@ pub struct CompiledAlerting {
     pub inhibit_rules: Vec<InhibitRule>,
     pub templates: Templates,
     pub quiet_checks: Vec<QuietCheck>,
+    /// Named time intervals, compiled.
+    pub time_intervals: BTreeMap<String, Vec<TimeInterval>>,
 }
 
 impl AlertingConfig {
@@ -616,6 +632,31 @@ impl AlertingConfig {
                 }
             }
         }
+        let mut time_intervals = BTreeMap::new();
+        for (i, t) in self.time_intervals.iter().enumerate() {
+            let at = format!("time_intervals[{i}] ({:?})", t.name);
+            if t.name.is_empty() {
+                problems.push(format!("time_intervals[{i}]: name is empty"));
+            }
+            let compiled: Vec<TimeInterval> = t
+                .time_intervals
+                .iter()
+                .enumerate()
+                .filter_map(|(j, spec)| {
+                    spec.compile(&format!("{at}.time_intervals[{j}]"), &mut problems)
+                })
+                .collect();
+            if time_intervals.insert(t.name.clone(), compiled).is_some() {
+                problems.push(format!("{at}: the name is used twice"));
+            }
+        }
+        for (at, name) in routes.time_interval_references() {
+            if !time_intervals.contains_key(&name) {
+                problems.push(format!(
+                    "{at} names time interval {name:?}, which is not defined"
+                ));
+            }
+        }
         let mut quiet_checks = Vec::new();
         let mut quiet_names = HashSet::new();
         for (i, q) in self.quiet_sources.iter().enumerate() {
@@ -664,6 +705,7 @@ impl AlertingConfig {
                 inhibit_rules,
                 templates,
                 quiet_checks,
+                time_intervals,
             }),
             _ => Err(AlertError::Config(problems)),
         }

@@ -22,6 +22,7 @@ use crate::matcher::all_match;
 use crate::model::{Alert, AlertStatus};
 use crate::route::RouteTree;
 use crate::silence::Silence;
+use crate::time_interval::TimeInterval;
 
 /// Where the time comes from.
 pub trait Clock: Send + Sync + fmt::Debug {
@@ -194,6 +195,7 @@ fn equal_values(names: &[String], labels: &BTreeMap<String, String>) -> Vec<Opti
 /// Alert state for routing and notification, all in memory.
 pub struct Engine {
     routes: RouteTree,
+    time_intervals: BTreeMap<String, Vec<TimeInterval>>,
     inhibit_rules: Vec<InhibitRule>,
     resolve_timeout: Option<Duration>,
     alerts: HashMap<String, Tracked>,
@@ -226,6 +228,7 @@ impl Engine {
     pub fn new(config: &CompiledAlerting) -> Engine {
         Engine {
             routes: config.routes.clone(),
+            time_intervals: config.time_intervals.clone(),
             inhibit_rules: config.inhibit_rules.clone(),
             resolve_timeout: config.config.resolve_timeout,
             alerts: HashMap::new(),
@@ -267,6 +270,7 @@ impl Engine {
     /// what they sent, so a reload does not notify everything again.
     pub fn reconfigure(&mut self, config: &CompiledAlerting, now: DateTime<Utc>) {
         self.routes = config.routes.clone();
+        self.time_intervals = config.time_intervals.clone();
         self.inhibit_rules = config.inhibit_rules.clone();
         self.resolve_timeout = config.config.resolve_timeout;
         self.inhibit_sources = vec![HashMap::new(); self.inhibit_rules.len()];
@@ -426,6 +430,22 @@ impl Engine {
         None
     }
 
+    /// Whether route `r`'s notifications are muted at `now` by its time intervals, as in
+    /// Alertmanager: inside any of its `mute_time_intervals`, or outside all of its
+    /// `active_time_intervals`.
+    pub fn time_muted(&self, r: usize, now: DateTime<Utc>) -> bool {
+        let node = self.routes.node(r);
+        let holds = |names: &[String]| {
+            names.iter().any(|n| {
+                self.time_intervals
+                    .get(n)
+                    .is_some_and(|ts| ts.iter().any(|t| t.contains(now)))
+            })
+        };
+        holds(&node.mute_time_intervals)
+            || (!node.active_time_intervals.is_empty() && !holds(&node.active_time_intervals))
+    }
+
     /// Runs everything due at `now`.
     pub fn tick(&mut self, now: DateTime<Utc>) -> TickOutput {
         let mut out = TickOutput::default();
@@ -504,7 +524,10 @@ impl Engine {
             && group
                 .last_sent
                 .is_some_and(|t| add(t, node.repeat_interval) <= now);
-        let send = changed || repeat;
+        // A route muted by its time intervals still evaluates its group (resolved alerts
+        // leave it) but sends nothing and records nothing as sent, so what changed is told
+        // once the interval ends.
+        let send = (changed || repeat) && !self.time_muted(group.route, now);
         let notification = (send && !node.receiver.is_empty()).then(|| {
             let status = if firing.is_empty() {
                 "resolved"
@@ -573,7 +596,9 @@ impl Engine {
         let keys: Vec<String> = self
             .groups
             .iter()
-            .filter(|(_, g)| !self.routes.node(g.route).escalation.is_empty())
+            .filter(|(_, g)| {
+                !self.routes.node(g.route).escalation.is_empty() && !self.time_muted(g.route, now)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
@@ -938,6 +963,92 @@ route:
         assert_eq!(out.resolved, [(quiet.id.clone(), "timeout")]);
         assert_eq!(out.notifications[0].status, "resolved");
         assert_eq!(e.alert_count(), 0, "resolved and told: forgotten");
+    }
+
+    #[test]
+    fn time_intervals_hold_a_routes_notifications_until_they_end() {
+        let yaml = format!(
+            r#"
+time_intervals:
+  - name: nights
+    time_intervals:
+      - times: [{{start_time: '00:00', end_time: '08:00'}}]
+        location: Asia/Tokyo
+  - name: office
+    time_intervals:
+      - weekdays: ['monday:friday']
+        times: [{{start_time: '09:00', end_time: '18:00'}}]
+        location: Asia/Tokyo
+route:
+  receiver: team
+  group_by: ['...']
+  group_wait: 0s
+  group_interval: 1m
+  repeat_interval: 1000h
+  routes:
+    - matchers: ['priority="Warning"']
+      active_time_intervals: [office]
+      escalation: [{{after: 5m, receivers: [cto]}}]
+    - matchers: ['priority="Critical"']
+      mute_time_intervals: [nights]
+      receiver: lead
+{RECEIVERS}"#
+        );
+        let mut e = engine(&yaml);
+        // Friday 2026-11-20 09:00 UTC is 18:00 in Tokyo: the office has just closed.
+        let friday = start();
+        let warn = alert(&[("rule", "Exec"), ("priority", "Warning")]);
+        let crit = alert(&[("rule", "Root"), ("priority", "Critical")]);
+        e.upsert(warn.clone(), None, friday);
+        e.upsert(crit.clone(), None, friday);
+        assert_eq!(
+            summary(&e.tick(friday)),
+            [("lead".into(), "update".into(), 1, 0)]
+        );
+        // All weekend the warning's group is evaluated but nothing is sent (nor escalated).
+        for hours in [1, 24, 60] {
+            assert!(e.tick(friday + secs(hours * 3600)).notifications.is_empty());
+        }
+        // Monday 00:00 UTC is 09:00 in Tokyo: the warning is told at the group's next flush.
+        let monday = DateTime::parse_from_rfc3339("2026-11-23T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            summary(&e.tick(monday)),
+            [("team".into(), "update".into(), 1, 0)]
+        );
+        assert_eq!(
+            summary(&e.tick(monday + secs(300))),
+            [("cto".into(), "escalation 1".into(), 1, 0)]
+        );
+        // A critical alert at 05:00 in Tokyo waits for the night to end (08:00, 23:00 UTC).
+        let early = DateTime::parse_from_rfc3339("2026-11-23T20:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let crit2 = alert(&[("rule", "Root"), ("priority", "Critical"), ("pod", "db-0")]);
+        e.upsert(crit2.clone(), None, early);
+        assert!(e.tick(early).notifications.is_empty());
+        assert!(e
+            .tick(early + secs(2 * 3600 + 3540))
+            .notifications
+            .is_empty());
+        let out = e.tick(early + secs(3 * 3600));
+        assert_eq!(summary(&out), [("lead".into(), "update".into(), 1, 0)]);
+        assert_eq!(out.notifications[0].alerts[0].id, crit2.id);
+
+        // Unknown names and mute times on the root are refused, with the others.
+        let bad: AlertingConfig = serde_yaml_ng::from_str(&format!(
+            "route: {{receiver: team, mute_time_intervals: [nights], routes: [{{active_time_intervals: [lunch]}}]}}
+{RECEIVERS}"
+        ))
+        .unwrap();
+        let err = bad.compile().unwrap_err().to_string();
+        assert!(
+            err.contains("root route cannot have mute_time_intervals"),
+            "{err}"
+        );
+        assert!(err.contains("\"lunch\", which is not defined"), "{err}");
+        assert!(err.contains("\"nights\", which is not defined"), "{err}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod service;
 mod silence;
 mod store;
 mod template;
+mod time_interval;
 
 pub use channels::{
     alertmanager_alert, dingtalk_sign, dingtalk_url, pagerduty_body, pagerduty_dedup_key,
@@ -47,6 +48,7 @@ pub use service::Alerting;
 pub use silence::{Silence, SilenceState};
 pub use store::{AlertFilter, AlertStore, Delivery, NewDelivery, RuleStats};
 pub use template::Templates;
+pub use time_interval::{TimeInterval, TimeIntervalConfig, TimeIntervalSpec, TimeRangeConfig};
 
 /// Errors of the alert crate.
 #[derive(Debug, thiserror::Error)]

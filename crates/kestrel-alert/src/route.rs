@@ -55,6 +55,10 @@ pub struct RouteNode {
     pub repeat_interval: Duration,
     pub continue_matching: bool,
     pub escalation: Vec<EscalationTier>,
+    /// Names of time intervals muting this route (not inherited).
+    pub mute_time_intervals: Vec<String>,
+    /// Names of time intervals outside which this route is muted (not inherited).
+    pub active_time_intervals: Vec<String>,
     pub children: Vec<usize>,
 }
 
@@ -113,6 +117,12 @@ impl RouteTree {
         }
         if !route.matchers.is_empty() || !route.match_eq.is_empty() || !route.match_re.is_empty() {
             problems.push("route: the root route matches every alert; it takes no matchers".into());
+        }
+        if !route.mute_time_intervals.is_empty() || !route.active_time_intervals.is_empty() {
+            problems.push(
+                "route: the root route cannot have mute_time_intervals or active_time_intervals (put them on a child route)"
+                    .into(),
+            );
         }
         let mut tree = RouteTree { nodes: Vec::new() };
         let root = Inherited {
@@ -208,6 +218,8 @@ impl RouteTree {
             repeat_interval: inherited.repeat_interval,
             continue_matching: cfg.continue_matching,
             escalation: inherited.escalation.clone(),
+            mute_time_intervals: cfg.mute_time_intervals.clone(),
+            active_time_intervals: cfg.active_time_intervals.clone(),
             children: Vec::new(),
         });
         for (i, child) in cfg.routes.iter().enumerate() {
@@ -233,6 +245,26 @@ impl RouteTree {
                 for r in &t.receivers {
                     out.push((format!("{at} escalation[{i}]"), r.clone()));
                 }
+            }
+        }
+        out
+    }
+
+    /// Where each time interval is named, for validation.
+    pub fn time_interval_references(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for n in &self.nodes {
+            for name in &n.mute_time_intervals {
+                out.push((
+                    format!("route {} mute_time_intervals", n.path),
+                    name.clone(),
+                ));
+            }
+            for name in &n.active_time_intervals {
+                out.push((
+                    format!("route {} active_time_intervals", n.path),
+                    name.clone(),
+                ));
             }
         }
         out
