@@ -522,7 +522,7 @@ pub fn alertmanager_endpoint(url: &str) -> String {
 /// Alertmanager's end time for them passes, and resolved ones are told once.
 #[derive(Debug, Default)]
 pub struct AlertmanagerForwarder {
-    firing: BTreeMap<String, Alert>,
+    firing: BTreeMap<String, std::sync::Arc<Alert>>,
 }
 
 impl AlertmanagerForwarder {

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -96,7 +96,10 @@ pub struct Notification {
     /// `firing` when any alert fires, else `resolved`.
     pub status: &'static str,
     pub reason: NotifyReason,
-    pub alerts: Vec<Alert>,
+    /// The alerts, shared with the dispatcher's state: a notification costs a pointer per
+    /// alert, not a copy of its labels and annotations.
+    #[serde(serialize_with = "shared_alerts")]
+    pub alerts: Vec<Arc<Alert>>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -104,12 +107,14 @@ impl Notification {
     pub fn firing(&self) -> impl Iterator<Item = &Alert> {
         self.alerts
             .iter()
+            .map(|a| &**a)
             .filter(|a| a.status != AlertStatus::Resolved)
     }
 
     pub fn resolved(&self) -> impl Iterator<Item = &Alert> {
         self.alerts
             .iter()
+            .map(|a| &**a)
             .filter(|a| a.status == AlertStatus::Resolved)
     }
 
@@ -122,6 +127,10 @@ impl Notification {
     pub fn common_annotations(&self) -> BTreeMap<String, String> {
         common(self.alerts.iter().map(|a| &a.annotations))
     }
+}
+
+fn shared_alerts<S: serde::Serializer>(alerts: &[Arc<Alert>], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(alerts.iter().map(|a| &**a))
 }
 
 fn common<'a>(
@@ -154,7 +163,7 @@ pub enum Muted {
 }
 
 struct Tracked {
-    alert: Alert,
+    alert: Arc<Alert>,
     /// When it was last recorded (engine clock), for `resolve_timeout`.
     last_seen: DateTime<Utc>,
     /// The sender's end time (Alertmanager's `endsAt`).
@@ -319,7 +328,7 @@ impl Engine {
         match self.alerts.get_mut(&id) {
             Some(t) => {
                 reopened = t.alert.status == AlertStatus::Resolved && !resolved;
-                t.alert = alert;
+                t.alert = Arc::new(alert);
                 t.ends_at = ends_at;
                 if !resolved {
                     t.last_seen = now;
@@ -330,7 +339,7 @@ impl Engine {
                 self.alerts.insert(
                     id.clone(),
                     Tracked {
-                        alert,
+                        alert: Arc::new(alert),
                         last_seen: now,
                         ends_at,
                         groups: 0,
@@ -481,9 +490,10 @@ impl Engine {
             } else {
                 continue;
             };
-            t.alert.status = AlertStatus::Resolved;
-            t.alert.status_by = Some(by.to_string());
-            t.alert.status_at = Some(kestrel_event::time::to_rfc3339(
+            let alert = Arc::make_mut(&mut t.alert);
+            alert.status = AlertStatus::Resolved;
+            alert.status_by = Some(by.to_string());
+            alert.status_at = Some(kestrel_event::time::to_rfc3339(
                 now.timestamp_nanos_opt().unwrap_or(i64::MAX),
             ));
             out.resolved.push((t.alert.id.clone(), by));
@@ -499,8 +509,8 @@ impl Engine {
             return;
         };
         let node = self.routes.node(group.route);
-        let mut firing: Vec<&Alert> = Vec::new();
-        let mut resolved: Vec<&Alert> = Vec::new();
+        let mut firing: Vec<&Arc<Alert>> = Vec::new();
+        let mut resolved: Vec<&Arc<Alert>> = Vec::new();
         let mut drop = Vec::new();
         for id in &group.members {
             let Some(t) = self.alerts.get(id) else {
@@ -547,7 +557,7 @@ impl Engine {
                 alerts: firing
                     .iter()
                     .chain(&resolved)
-                    .map(|a| (*a).clone())
+                    .map(|a| Arc::clone(a))
                     .collect(),
                 created_at: now,
             }
@@ -637,9 +647,9 @@ impl Engine {
             }
             let group_labels = group.labels.clone();
             for (tier, ids) in due {
-                let alerts: Vec<Alert> = ids
+                let alerts: Vec<Arc<Alert>> = ids
                     .iter()
-                    .filter_map(|id| self.alerts.get(id).map(|t| t.alert.clone()))
+                    .filter_map(|id| self.alerts.get(id).map(|t| Arc::clone(&t.alert)))
                     .collect();
                 for receiver in &tiers[tier].receivers {
                     out.notifications.push(Notification {

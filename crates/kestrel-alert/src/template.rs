@@ -221,7 +221,7 @@ pub fn context(n: &Notification, external_url: Option<&str>) -> Value {
         }
         v
     };
-    let alerts: Vec<Value> = n.alerts.iter().map(alert).collect();
+    let alerts: Vec<Value> = n.alerts.iter().map(|a| alert(a)).collect();
     let firing: Vec<Value> = n.firing().map(alert).collect();
     let resolved: Vec<Value> = n.resolved().map(alert).collect();
     json!({
