@@ -84,7 +84,7 @@ pub struct QuietSeries {
 #[derive(Debug, Clone, PartialEq)]
 pub enum QuietChange {
     /// A sender went quiet: record this alert.
-    Quiet(NewAlert),
+    Quiet(Box<NewAlert>),
     /// A quiet sender sent again: resolve the alert with this id.
     Resumed { alert_id: String },
 }
@@ -186,7 +186,9 @@ impl QuietWatch {
                 }
                 series.quiet = true;
                 self.dirty.insert(series.key.clone());
-                out.push(QuietChange::Quiet(quiet_alert(check, series, now)));
+                out.push(QuietChange::Quiet(Box::new(quiet_alert(
+                    check, series, now,
+                ))));
             }
         }
         out
@@ -405,7 +407,7 @@ mod tests {
             status_at: None,
             generator_url: None,
         };
-        w.restore_open_alerts(&[open.clone()], t);
+        w.restore_open_alerts(std::slice::from_ref(&open), t);
         assert_eq!(
             w.observe(&labels(&[("agent", "node-a")]), t + mins(6)),
             [QuietChange::Resumed { alert_id: open.id }]
