@@ -670,6 +670,7 @@ async fn arrow_answers_are_typed_limited_and_round_trip_through_ipc() {
         .unwrap();
     assert!(json.truncated);
     assert_eq!(json.rows.len(), 25);
+}
 
 fn falco(uuid: Option<&str>, rule: &str) -> kestrel_event::FalcoEvent {
     kestrel_event::FalcoEvent {

@@ -656,3 +656,43 @@ async fn stateful_rules_keep_counting_across_a_restart_and_a_crash() {
     let metrics = server.api().get("/metrics", Some(&admin)).await.text;
     assert!(metrics.contains("kestrel_rules_state_keys"), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn falco_posts_to_a_token_url_become_alerts_and_the_token_is_never_logged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&tmp.path().join("data")).await;
+    let api = server.api();
+    let token = server.create_token("ingest", "falco");
+    let event = json!({
+        "uuid": "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0",
+        "output": "09:00:01.000000000: Warning Shell spawned in a container (user=root container=web-0 shell=sh)",
+        "priority": "Warning",
+        "rule": "Terminal shell in container",
+        "time": "2026-11-20T09:00:01.000000000Z",
+        "output_fields": {"k8s.ns.name": "shop", "k8s.pod.name": "web-0", "proc.cmdline": "sh"},
+        "source": "syscall",
+        "tags": ["container", "shell"],
+        "hostname": "node-1"
+    });
+    let r = api
+        .post(&format!("/v1/ingest/falco/{token}"), None, &event)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["alerts"], 1);
+    let bad = api
+        .post("/v1/ingest/falco/kst_not_a_token", None, &event)
+        .await;
+    assert_eq!(bad.status, 401, "{}", bad.text);
+    assert_eq!(server.count("SELECT count(*) FROM falco").await, 1);
+    let alerts = api
+        .get(
+            "/v1/alerts?rule=Terminal%20shell%20in%20container",
+            Some(&server.admin),
+        )
+        .await
+        .json();
+    assert_eq!(alerts["alerts"][0]["labels"]["pod"], "web-0", "{alerts}");
+    let log = server.log_text();
+    assert!(!log.contains(&token), "the token reached the log:\n{log}");
+    assert!(!log.contains("kst_not_a_token"), "{log}");
+}
