@@ -285,6 +285,24 @@ const JOURNAL: &[(&str, ColumnDoc)] = &[
     ),
 ];
 
+const FALCO: &[(&str, ColumnDoc)] = &[
+    ("time", doc(None, "Falco's event time (UTC, nanoseconds); rows are sorted by it and files are partitioned by its date and hour.")),
+    ("cluster", doc(Some("k8s.cluster.name"), "The cluster, as configured on the server.")),
+    ("hostname", doc(Some("host.name"), "The host Falco runs on (in Kubernetes, usually the node's name).")),
+    ("uuid", doc(Some("event.id"), "Falco's id of the event; a re-sent event is stored once.")),
+    ("rule", doc(Some("rule.name"), "The Falco rule that fired.")),
+    ("priority", doc(None, "Falco's priority: Emergency, Alert, Critical, Error, Warning, Notice, Informational, Debug.")),
+    ("source", doc(None, "The rule's source: syscall, k8s_audit, or a plugin's.")),
+    ("output", doc(None, "The rule's formatted output line.")),
+    ("tags", doc(None, "The rule's tags.")),
+    ("namespace", doc(Some("k8s.namespace.name"), "`k8s.ns.name` of the output fields (or `ka.target.namespace` for audit rules).")),
+    ("pod", doc(Some("k8s.pod.name"), "`k8s.pod.name` of the output fields.")),
+    ("container_id", doc(Some("container.id"), "`container.id` of the output fields (null for the host).")),
+    ("container", doc(Some("k8s.container.name"), "`container.name` of the output fields.")),
+    ("image", doc(Some("container.image.name"), "`container.image.repository`, with `:tag` when Falco gives it.")),
+    ("output_fields", doc(None, "All of Falco's output fields, as a JSON object.")),
+];
+
 const K8S_EVENT: &[(&str, ColumnDoc)] = &[
     ("time", doc(None, "`eventTime`, else `series.lastObservedTime`, `deprecatedLastTimestamp` or the creation time.")),
     ("node", doc(Some("k8s.node.name"), "The node of the cluster-mode agent that watched the event.")),
@@ -317,6 +335,7 @@ fn table_intro(table: Table) -> &'static str {
         Table::Netflow => "Kernel netfilter LOG lines (iptables/Calico policy logging) from kern.log or /dev/kmsg.",
         Table::Journal => "systemd journal entries of the node's units (kubelet, containerd, docker, ...).",
         Table::K8sEvent => "Kubernetes events (`events.k8s.io/v1`) watched by the cluster-mode agent and kept beyond the API server's one hour.",
+        Table::Falco => "Events posted by Falco's `http_output`; each new one is also an alert. Default retention 180 days.",
     }
 }
 
@@ -330,6 +349,7 @@ fn table_docs(table: Table) -> &'static [(&'static str, ColumnDoc)] {
         Table::Netflow => NETFLOW,
         Table::Journal => JOURNAL,
         Table::K8sEvent => K8S_EVENT,
+        Table::Falco => FALCO,
     }
 }
 
