@@ -43,10 +43,41 @@ use fields::{Extractor, Registry};
 /// Falco's name of the Kubernetes audit source.
 pub const K8S_AUDIT_SOURCE: &str = "k8s_audit";
 
-const BUNDLED: &[(&str, &str)] = &[(
-    "kestrel_audit_rules.yaml",
-    include_str!("../../../rules/kestrel_audit_rules.yaml"),
-)];
+/// The bundled packs, in load order (the correlation pack uses the others' lists and macros).
+const BUNDLED: &[(&str, &str)] = &[
+    (
+        "kestrel_audit_rules.yaml",
+        include_str!("../../../rules/kestrel_audit_rules.yaml"),
+    ),
+    (
+        "kestrel_ingress_rules.yaml",
+        include_str!("../../../rules/kestrel_ingress_rules.yaml"),
+    ),
+    (
+        "kestrel_dns_rules.yaml",
+        include_str!("../../../rules/kestrel_dns_rules.yaml"),
+    ),
+    (
+        "kestrel_netflow_rules.yaml",
+        include_str!("../../../rules/kestrel_netflow_rules.yaml"),
+    ),
+    (
+        "kestrel_container_log_rules.yaml",
+        include_str!("../../../rules/kestrel_container_log_rules.yaml"),
+    ),
+    (
+        "kestrel_k8s_event_rules.yaml",
+        include_str!("../../../rules/kestrel_k8s_event_rules.yaml"),
+    ),
+    (
+        "kestrel_journal_rules.yaml",
+        include_str!("../../../rules/kestrel_journal_rules.yaml"),
+    ),
+    (
+        "kestrel_correlation_rules.yaml",
+        include_str!("../../../rules/kestrel_correlation_rules.yaml"),
+    ),
+];
 
 /// How many rules may fire per event (Falco's `rule_matching`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
