@@ -7,11 +7,12 @@ use aho_corasick::AhoCorasick;
 use regex::Regex;
 
 use crate::diag::{ErrorKind, ItemKind, ItemRef, Location, RuleError};
-use crate::eval::{DynOp, Matcher, Node, NumOp, StrSet, NO_CHECK_ID};
+use crate::eval::{DynOp, Matcher, NetOp, NetSet, Node, NumOp, StrSet, NO_CHECK_ID};
+use crate::event::{Source, SourceSet};
 use crate::fields::{FieldError, FieldSpec, IndexKey, Registry};
 use crate::loader::{CondText, Defs, ExcItem, ExceptionDef, RuleDef, StatefulKindDef};
 use crate::parse::{self, Expr, FieldRef, Literal, Op, Operand, Span};
-use crate::stateful::{StateKind, StateSpec, SuppressSpec};
+use crate::stateful::{SeqStep, StateKind, StateSpec, SuppressSpec};
 
 /// One segment of a rendered output.
 #[derive(Debug, Clone)]
@@ -37,7 +38,9 @@ struct Ctx<'a> {
 
 pub struct Compiler<'a> {
     defs: &'a Defs,
-    sources: &'a [(String, String)],
+    files: &'a [(String, String)],
+    /// The sources whose fields the item being compiled may read.
+    pub sources: SourceSet,
     pub registry: &'a mut Registry,
     macros: HashMap<String, Result<Expr, RuleError>>,
     macro_items: HashMap<String, ItemRef>,
@@ -79,7 +82,8 @@ impl<'a> Compiler<'a> {
         (
             Compiler {
                 defs,
-                sources,
+                files: sources,
+                sources: SourceSet::of(Source::K8sAudit),
                 registry,
                 macros,
                 macro_items,
@@ -90,7 +94,7 @@ impl<'a> Compiler<'a> {
 
     fn error(&self, ctx: Ctx<'_>, span: Span, kind: ErrorKind) -> Box<RuleError> {
         Box::new(RuleError {
-            location: ctx.cond.locate(self.sources, span.start),
+            location: ctx.cond.locate(self.files, span.start),
             item: Some(ctx.item.clone()),
             rule: None,
             kind,
@@ -335,7 +339,10 @@ impl<'a> Compiler<'a> {
                 rhs,
             });
         }
-        let matcher = self.matcher(field, op, operand, ctx)?;
+        let matcher = match self.net_matcher(spec.is_ip(), op, operand) {
+            Some(m) => m,
+            None => self.matcher(field, op, operand, ctx)?,
+        };
         let slot = self.registry.slot_named(spec, field.to_string());
         Ok(Node::Check {
             slot,
@@ -345,19 +352,57 @@ impl<'a> Compiler<'a> {
     }
 
     fn resolve(&self, field: &FieldRef, ctx: Ctx<'_>) -> Result<FieldSpec, Box<RuleError>> {
-        let spec = FieldSpec::resolve(&field.name, field.arg.as_deref()).map_err(|e| {
-            let kind = match e {
-                FieldError::Unknown => ErrorKind::UnknownField(field.to_string()),
-                FieldError::ArgRequired => {
-                    ErrorKind::Compile(format!("field `{}` requires an argument", field.name))
-                }
-                FieldError::ArgNotAllowed => {
-                    ErrorKind::Compile(format!("field `{}` takes no argument", field.name))
-                }
-            };
-            self.error(ctx, field.span, kind)
-        })?;
+        let spec =
+            FieldSpec::resolve(&field.name, field.arg.as_deref(), self.sources).map_err(|e| {
+                let kind = match e {
+                    FieldError::Unknown => ErrorKind::UnknownField(field.to_string()),
+                    FieldError::WrongSource(has) => ErrorKind::Compile(format!(
+                        "field `{}` is not available in `{}` events (it is a field of {has})",
+                        field.name, self.sources
+                    )),
+                    FieldError::ArgRequired => {
+                        ErrorKind::Compile(format!("field `{}` requires an argument", field.name))
+                    }
+                    FieldError::ArgNotAllowed => {
+                        ErrorKind::Compile(format!("field `{}` takes no argument", field.name))
+                    }
+                };
+                self.error(ctx, field.span, kind)
+            })?;
         Ok(spec.with_transforms(&field.transforms))
+    }
+
+    /// An IP field compared with CIDR networks: `=`, `!=`, `in`, `intersects` match by
+    /// containment. `None` when the comparison is an ordinary one.
+    fn net_matcher(&self, ip: bool, op: Op, operand: &Operand) -> Option<Matcher> {
+        if !ip {
+            return None;
+        }
+        let (netop, written) = match (op, operand) {
+            (Op::Eq, Operand::Single(l)) => (NetOp::Eq, vec![l.text.clone()]),
+            (Op::Ne, Operand::Single(l)) => (NetOp::Ne, vec![l.text.clone()]),
+            (Op::In, Operand::List(items)) => (NetOp::In, self.expand(items)),
+            (Op::Intersects, Operand::List(items)) => (NetOp::Intersects, self.expand(items)),
+            _ => return None,
+        };
+        if !written.iter().any(|w| w.contains('/')) {
+            return None;
+        }
+        let mut nets = Vec::new();
+        let mut exact = Vec::new();
+        for w in &written {
+            match (w.parse::<ipnet::IpNet>(), w.parse::<std::net::IpAddr>()) {
+                (Ok(n), _) => nets.push(n),
+                (_, Ok(a)) => nets.push(ipnet::IpNet::from(a)),
+                _ => exact.push(w.clone()),
+            }
+        }
+        Some(Matcher::Net(NetSet {
+            op: netop,
+            nets: nets.into(),
+            exact: StrSet::new(exact),
+            written: written.into_iter().map(String::into_boxed_str).collect(),
+        }))
     }
 
     fn matcher(
@@ -452,13 +497,15 @@ impl<'a> Compiler<'a> {
     }
 
     /// Compiles a rule's stateful key and `suppress`: group-by fields to slots, sequence steps
-    /// to conditions.
+    /// to conditions (each on its own source). Returns them with every source the rule reads:
+    /// its own, and those of its sequence's steps.
     #[allow(clippy::type_complexity)]
     pub(crate) fn stateful(
         &mut self,
         r: &RuleDef,
+        source: Source,
         sources: &[(String, String)],
-    ) -> Result<(Option<StateSpec>, Option<SuppressSpec>), Box<RuleError>> {
+    ) -> Result<(Option<StateSpec>, Option<SuppressSpec>, SourceSet), Box<RuleError>> {
         let item = ItemRef {
             kind: ItemKind::Rule,
             name: r.name.clone(),
@@ -467,11 +514,6 @@ impl<'a> Compiler<'a> {
             .iter()
             .position(|(n, _)| *n == r.loc.file)
             .unwrap_or(0);
-        let detached = CondText::detached(String::new(), file, r.loc.line);
-        let ctx = Ctx {
-            cond: &detached,
-            item: &item,
-        };
         let fail = |msg: String| {
             Box::new(RuleError {
                 location: r.loc.clone(),
@@ -480,87 +522,176 @@ impl<'a> Compiler<'a> {
                 kind: ErrorKind::Compile(msg),
             })
         };
-        let mut slots = |fields: &[String], what: &str| -> Result<Vec<usize>, Box<RuleError>> {
-            let mut out = Vec::new();
-            for f in fields {
-                let fr = parse::parse_field(f)
-                    .map_err(|e| fail(format!("`{what}` field `{f}`: {}", e.message)))?;
-                let spec = self
-                    .resolve(&fr, ctx)
-                    .map_err(|e| fail(format!("`{what}`: {}", e.kind)))?;
-                out.push(self.registry.slot_named(spec, fr.to_string()));
+        let mut reads = SourceSet::of(source);
+        let state = match &r.stateful {
+            None => None,
+            Some(def) => {
+                let group_by = self
+                    .group_slots(&def.group_by, "group_by", SourceSet::of(source), file, r)
+                    .map_err(fail)?;
+                let kind = match &def.kind {
+                    StatefulKindDef::Threshold {
+                        count,
+                        window,
+                        distinct,
+                    } => StateKind::Threshold {
+                        count: *count,
+                        window: *window,
+                        distinct: match distinct {
+                            Some(f) => Some(
+                                self.group_slots(
+                                    std::slice::from_ref(f),
+                                    "threshold.distinct",
+                                    SourceSet::of(source),
+                                    file,
+                                    r,
+                                )
+                                .map_err(fail)?[0],
+                            ),
+                            None => None,
+                        },
+                    },
+                    StatefulKindDef::FirstSeen { history, learn } => StateKind::FirstSeen {
+                        history: *history,
+                        learn: *learn,
+                    },
+                    StatefulKindDef::Baseline {
+                        bucket,
+                        history,
+                        warmup,
+                        threshold,
+                        min_count,
+                    } => StateKind::Baseline {
+                        bucket: *bucket,
+                        history: *history,
+                        warmup: *warmup,
+                        threshold: *threshold,
+                        min_count: *min_count,
+                    },
+                    StatefulKindDef::Sequence { steps, within } => {
+                        let mut nodes = Vec::new();
+                        let mut keys: Vec<(Source, Vec<usize>)> = vec![(source, group_by.clone())];
+                        for (i, step) in steps.iter().enumerate() {
+                            let n = i + 1;
+                            let src = match &step.source {
+                                None => source,
+                                Some(name) => Source::from_name(name).ok_or_else(|| {
+                                    fail(format!(
+                                        "sequence step {n}: unknown source `{name}` (known: {})",
+                                        SourceSet::ALL
+                                    ))
+                                })?,
+                            };
+                            reads = reads.with(src);
+                            let gb = match &step.group_by {
+                                Some(g) => self
+                                    .group_slots(g, "group_by", SourceSet::of(src), file, r)
+                                    .map_err(|e| fail(format!("sequence step {n}: {e}")))?,
+                                None if src == source || group_by.is_empty() => group_by.clone(),
+                                None => {
+                                    return Err(fail(format!(
+                                        "sequence step {n} reads `{src}` events: give it a `group_by` of `{src}` fields matching the sequence's"
+                                    )))
+                                }
+                            };
+                            if gb.len() != group_by.len() {
+                                return Err(fail(format!(
+                                    "sequence step {n}: `group_by` has {} field(s), the sequence's has {}",
+                                    gb.len(),
+                                    group_by.len()
+                                )));
+                            }
+                            match keys.iter().find(|(s, _)| *s == src) {
+                                Some((_, k)) if *k != gb => {
+                                    return Err(fail(format!(
+                                        "sequence step {n}: every step of source `{src}` must use the same `group_by`"
+                                    )))
+                                }
+                                Some(_) => {}
+                                None => keys.push((src, gb)),
+                            }
+                            let cond = CondText::detached(step.condition.clone(), file, r.loc.line);
+                            let ctx = Ctx {
+                                cond: &cond,
+                                item: &item,
+                            };
+                            let expr = parse::parse_condition(&step.condition).map_err(|e| {
+                                fail(format!("sequence step {n}: syntax error: {}", e.message))
+                            })?;
+                            let mut stack = Vec::new();
+                            self.sources = SourceSet::of(src);
+                            let node = self.expr(&expr, ctx, &mut stack);
+                            self.sources = SourceSet::of(source);
+                            let node =
+                                node.map_err(|e| fail(format!("sequence step {n}: {}", e.kind)))?;
+                            nodes.push(SeqStep { source: src, node });
+                        }
+                        StateKind::Sequence {
+                            steps: nodes,
+                            within: *within,
+                            keys,
+                        }
+                    }
+                };
+                Some(StateSpec {
+                    kind,
+                    group_by,
+                    max_keys: def.max_keys,
+                })
             }
-            Ok(out)
         };
         let suppress = match &r.suppress {
             Some(d) => Some(SuppressSpec {
                 window: d.window,
-                group_by: slots(&d.group_by, "suppress.group_by")?,
+                group_by: self
+                    .group_slots(&d.group_by, "suppress.group_by", reads, file, r)
+                    .map_err(fail)?,
                 max_keys: d.max_keys,
             }),
             None => None,
         };
-        let Some(def) = &r.stateful else {
-            return Ok((None, suppress));
+        Ok((state, suppress, reads))
+    }
+
+    /// Resolves the fields of a `group_by` (or similar) list to slots.
+    fn group_slots(
+        &mut self,
+        fields: &[String],
+        what: &str,
+        sources: SourceSet,
+        file: usize,
+        r: &RuleDef,
+    ) -> Result<Vec<usize>, String> {
+        let item = ItemRef {
+            kind: ItemKind::Rule,
+            name: r.name.clone(),
         };
-        let group_by = slots(&def.group_by, "group_by")?;
-        let kind = match &def.kind {
-            StatefulKindDef::Threshold { count, window } => StateKind::Threshold {
-                count: *count,
-                window: *window,
-            },
-            StatefulKindDef::FirstSeen { history, learn } => StateKind::FirstSeen {
-                history: *history,
-                learn: *learn,
-            },
-            StatefulKindDef::Baseline {
-                bucket,
-                history,
-                warmup,
-                threshold,
-                min_count,
-            } => StateKind::Baseline {
-                bucket: *bucket,
-                history: *history,
-                warmup: *warmup,
-                threshold: *threshold,
-                min_count: *min_count,
-            },
-            StatefulKindDef::Sequence { steps, within } => {
-                let mut nodes = Vec::new();
-                for (i, text) in steps.iter().enumerate() {
-                    let cond = CondText::detached(text.clone(), file, r.loc.line);
-                    let ctx = Ctx {
-                        cond: &cond,
-                        item: &item,
-                    };
-                    let expr = parse::parse_condition(text).map_err(|e| {
-                        fail(format!(
-                            "sequence step {}: syntax error: {}",
-                            i + 1,
-                            e.message
-                        ))
-                    })?;
-                    let mut stack = Vec::new();
-                    let node = self
-                        .expr(&expr, ctx, &mut stack)
-                        .map_err(|e| fail(format!("sequence step {}: {}", i + 1, e.kind)))?;
-                    nodes.push(node);
-                }
-                StateKind::Sequence {
-                    steps: nodes,
-                    within: *within,
+        let detached = CondText::detached(String::new(), file, r.loc.line);
+        let ctx = Ctx {
+            cond: &detached,
+            item: &item,
+        };
+        let saved = std::mem::replace(&mut self.sources, sources);
+        let mut out = Vec::new();
+        let mut result = Ok(());
+        for f in fields {
+            let resolved = parse::parse_field(f)
+                .map_err(|e| format!("`{what}` field `{f}`: {}", e.message))
+                .and_then(|fr| {
+                    self.resolve(&fr, ctx)
+                        .map(|spec| (fr, spec))
+                        .map_err(|e| format!("`{what}`: {}", e.kind))
+                });
+            match resolved {
+                Ok((fr, spec)) => out.push(self.registry.slot_named(spec, fr.to_string())),
+                Err(e) => {
+                    result = Err(e);
+                    break;
                 }
             }
-        };
-        Ok((
-            Some(StateSpec {
-                kind,
-                group_by,
-                max_keys: def.max_keys,
-            }),
-            suppress,
-        ))
+        }
+        self.sources = saved;
+        result.map(|()| out)
     }
 
     /// Parses `%field` references in an output into segments.
@@ -589,8 +720,12 @@ impl<'a> Compiler<'a> {
                     consumed = name_len + close + 1;
                 }
             }
-            let spec = FieldSpec::resolve(name, arg).map_err(|e| match e {
+            let spec = FieldSpec::resolve(name, arg, self.sources).map_err(|e| match e {
                 FieldError::Unknown => format!("unknown field `{name}` in output"),
+                FieldError::WrongSource(has) => format!(
+                    "field `{name}` in output is not available in `{}` events (it is a field of {has})",
+                    self.sources
+                ),
                 FieldError::ArgRequired => format!("field `{name}` in output requires an argument"),
                 FieldError::ArgNotAllowed => format!("field `{name}` in output takes no argument"),
             })?;

@@ -155,6 +155,37 @@ pub enum Matcher {
     Num(NumOp, f64),
     Regex(Regex),
     PMatch(Box<[Box<str>]>),
+    /// An IP field against addresses and CIDR networks (values that are no address are
+    /// compared as text with `exact`).
+    Net(NetSet),
+}
+
+/// How a [`Matcher::Net`] combines its operand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetOp {
+    Eq,
+    Ne,
+    In,
+    Intersects,
+}
+
+/// Addresses and networks of an IP comparison.
+#[derive(Debug, Clone)]
+pub struct NetSet {
+    pub op: NetOp,
+    pub nets: Box<[ipnet::IpNet]>,
+    pub exact: StrSet,
+    /// The operand as written, for display.
+    pub written: Box<[Box<str>]>,
+}
+
+impl NetSet {
+    fn hit(&self, v: &str) -> bool {
+        match v.parse::<std::net::IpAddr>() {
+            Ok(ip) => self.nets.iter().any(|n| n.contains(&ip)),
+            Err(_) => self.exact.contains(v),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +227,7 @@ impl Matcher {
             },
             Matcher::Regex(r) => r.is_match(v),
             Matcher::PMatch(ps) => ps.iter().any(|p| pmatch(p, v)),
+            Matcher::Net(n) => n.hit(v) != (n.op == NetOp::Ne),
         }
     }
 
@@ -207,6 +239,10 @@ impl Matcher {
             Val::One(v) => self.one(v),
             Val::Many(vs) => match self {
                 Matcher::In(_) => !vs.is_empty() && vs.iter().all(|v| self.one(v)),
+                Matcher::Net(n) if n.op == NetOp::In => {
+                    !vs.is_empty() && vs.iter().all(|v| self.one(v))
+                }
+                Matcher::Net(n) if n.op == NetOp::Ne => vs.iter().all(|v| self.one(v)),
                 Matcher::Ne(s) => vs.iter().all(|v| v != &**s),
                 Matcher::Exists => !vs.is_empty(),
                 _ => vs.iter().any(|v| self.one(v)),
@@ -268,6 +304,15 @@ impl Matcher {
             Matcher::Num(op, n) => format!("{} {n}", num(op)),
             Matcher::Regex(r) => format!("regex {}", quote(r.as_str())),
             Matcher::PMatch(v) => format!("pmatch {}", list(v.iter().map(|s| s.to_string()))),
+            Matcher::Net(n) => {
+                let items = || n.written.iter().map(|s| s.to_string());
+                match n.op {
+                    NetOp::Eq => format!("= {}", quote(&n.written[0])),
+                    NetOp::Ne => format!("!= {}", quote(&n.written[0])),
+                    NetOp::In => format!("in {}", list(items())),
+                    NetOp::Intersects => format!("intersects {}", list(items())),
+                }
+            }
         }
     }
 }

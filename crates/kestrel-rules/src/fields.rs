@@ -1,5 +1,10 @@
-//! Falco's k8saudit field names (`ka.*`, `jevt.*`): the catalog, and extraction of their values
-//! from an [`AuditEvent`], cached per event and shared by every rule that reads the same field.
+//! Fields: resolution of a rule's field names against the [`catalog`] (Falco's k8saudit
+//! `ka.*`/`jevt.*` for audit events, Kestrel's names for the other sources), and extraction of
+//! their values from an [`Event`], cached per event and shared by every rule that reads the
+//! same field. Audit fields are extracted here; the agent sources' in [`agent`].
+
+mod agent;
+pub mod catalog;
 
 use std::borrow::Cow;
 
@@ -9,7 +14,9 @@ use base64::Engine as _;
 use kestrel_event::AuditEvent;
 use serde_json::Value;
 
+use crate::event::{Event, SourceSet};
 use crate::parse::Transform;
+pub use catalog::{catalog, FieldArg, FieldInfo, FieldType};
 
 /// The value of a field on one event.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +74,11 @@ enum CAttr {
 /// Which part of the event a field reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
+    // Every source.
+    EvtTime,
+    EvtTimeIso,
+    EvtSource,
+    // Kubernetes audit.
     AuditId,
     Stage,
     Verb,
@@ -108,6 +120,143 @@ enum Kind {
     JevtObj,
     JevtRawtime,
     JevtTime,
+    /// A field of the agent's sources (see [`agent`]).
+    Agent(AgentKind),
+}
+
+/// Fields of the agent's sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum AgentKind {
+    Ident(IdentField),
+    Log(LogField),
+    Http(HttpField),
+    Dns(DnsField),
+    Net(NetField),
+    Journal(JournalField),
+    KEvent(KEventField),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum IdentField {
+    Node,
+    Cluster,
+    Namespace,
+    Pod,
+    PodUid,
+    Labels,
+    Label,
+    OwnerKind,
+    OwnerName,
+    ServiceAccount,
+    Container,
+    Image,
+    ImageRepository,
+    ImageTag,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum LogField {
+    Message,
+    Stream,
+    Truncated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum HttpField {
+    ClientIp,
+    Method,
+    Path,
+    PathDecoded,
+    UrlPath,
+    UrlQuery,
+    QueryParam,
+    Protocol,
+    Status,
+    Host,
+    UserAgent,
+    Referer,
+    RemoteUser,
+    BodyBytes,
+    RequestBytes,
+    RequestTime,
+    UpstreamName,
+    UpstreamAddr,
+    UpstreamStatus,
+    RequestId,
+    Var,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum DnsField {
+    ClientIp,
+    ClientPort,
+    QueryId,
+    Name,
+    NameRaw,
+    Type,
+    Class,
+    Domain,
+    Labels,
+    MaxLabelLen,
+    Entropy,
+    Protocol,
+    Rcode,
+    Flags,
+    RequestBytes,
+    ResponseBytes,
+    Duration,
+    DnssecOk,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum NetField {
+    SrcIp,
+    DstIp,
+    SrcPort,
+    DstPort,
+    SrcScope,
+    DstScope,
+    Proto,
+    TcpFlags,
+    Prefix,
+    InIface,
+    OutIface,
+    Mac,
+    Len,
+    Ttl,
+    Raw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum JournalField {
+    Unit,
+    Identifier,
+    Message,
+    Priority,
+    Pid,
+    Hostname,
+    BootId,
+    Cursor,
+    Field,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum KEventField {
+    Name,
+    Namespace,
+    Uid,
+    Type,
+    Reason,
+    Message,
+    Action,
+    Controller,
+    Instance,
+    Count,
+    ObjectKind,
+    ObjectNamespace,
+    ObjectName,
+    ObjectUid,
+    ObjectFieldPath,
 }
 
 /// Facts the rule index understands.
@@ -130,113 +279,29 @@ pub struct FieldSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldError {
     Unknown,
+    /// The field exists, but not in the sources the rule reads (it names where it does).
+    WrongSource(SourceSet),
     ArgRequired,
     ArgNotAllowed,
 }
 
-enum ArgRule {
-    None,
-    Index,
-    Required,
-}
-
-fn lookup(name: &str) -> Option<(Kind, ArgRule)> {
-    use ArgRule as A;
-    use Kind::*;
-    let k = match name {
-        "ka.auditid" => (AuditId, A::None),
-        "ka.stage" => (Stage, A::None),
-        "ka.auth.decision" => (AuthDecision, A::None),
-        "ka.auth.reason" => (AuthReason, A::None),
-        "ka.user.name" => (UserName, A::None),
-        "ka.user.groups" => (UserGroups, A::None),
-        "ka.impuser.name" => (ImpUserName, A::None),
-        "ka.verb" => (Verb, A::None),
-        "ka.uri" => (Uri, A::None),
-        "ka.uri.param" => (UriParam, A::Required),
-        "ka.target.name" => (TargetName, A::None),
-        "ka.target.namespace" => (TargetNamespace, A::None),
-        "ka.target.resource" => (TargetResource, A::None),
-        "ka.target.subresource" => (TargetSubresource, A::None),
-        "ka.req.binding.subjects" => (BindingSubjects, A::None),
-        "ka.req.binding.role" => (BindingRole, A::None),
-        "ka.req.binding.subject.has_name" => (BindingSubjectHasName, A::Required),
-        "ka.req.configmap.name" => (ConfigmapName, A::None),
-        "ka.req.configmap.obj" => (ConfigmapObj, A::None),
-        "ka.req.container.image" => (FirstContainerImage, A::None),
-        "ka.req.container.image.repository" => (FirstContainerRepository, A::None),
-        "ka.req.container.privileged" => (AnyContainerPrivileged, A::None),
-        "ka.req.pod.host_ipc" => (Spec(&["hostIPC"]), A::None),
-        "ka.req.pod.host_network" | "ka.req.container.host_network" => {
-            (Spec(&["hostNetwork"]), A::None)
-        }
-        "ka.req.pod.host_pid" => (Spec(&["hostPID"]), A::None),
-        "ka.req.pod.run_as_user" => (Spec(&["securityContext", "runAsUser"]), A::None),
-        "ka.req.pod.run_as_group" => (Spec(&["securityContext", "runAsGroup"]), A::None),
-        "ka.req.pod.fs_group" => (Spec(&["securityContext", "fsGroup"]), A::None),
-        "ka.req.pod.supplemental_groups" => {
-            (Spec(&["securityContext", "supplementalGroups"]), A::None)
-        }
-        "ka.req.service.type" => (Spec(&["type"]), A::None),
-        "ka.req.service.ports" => (ServicePorts, A::Index),
-        "ka.req.role.rules" => (RoleRules, A::None),
-        "ka.req.role.rules.apiGroups" => (RoleRulesAttr("apiGroups"), A::Index),
-        "ka.req.role.rules.nonResourceURLs" => (RoleRulesAttr("nonResourceURLs"), A::Index),
-        "ka.req.role.rules.verbs" => (RoleRulesAttr("verbs"), A::Index),
-        "ka.req.role.rules.resources" => (RoleRulesAttr("resources"), A::Index),
-        "ka.req.pod.volumes.hostpath" => (VolumesHostpath, A::Index),
-        "ka.req.volume.hostpath" => (VolumeHostpathArg, A::Required),
-        "ka.req.pod.volumes.flexvolume_driver" => (VolumesFlexDriver, A::Index),
-        "ka.req.pod.volumes.volume_type" => (VolumesType, A::Index),
-        "ka.resp.name" => (RespName, A::None),
-        "ka.response.code" => (ResponseCode, A::None),
-        "ka.response.reason" => (ResponseReason, A::None),
-        "ka.useragent" => (UserAgent, A::None),
-        "ka.sourceips" => (SourceIps, A::Index),
-        // The json plugin's fields, under both of their names.
-        "jevt.value" | "json.value" => (JevtValue, A::Required),
-        "jevt.obj" | "json.obj" => (JevtObj, A::None),
-        "jevt.rawtime" | "json.rawtime" => (JevtRawtime, A::None),
-        "jevt.time" => (JevtTime, A::None),
-        _ => {
-            let rest = name.strip_prefix("ka.req.pod.")?;
-            let (list, attr) = rest.split_once('.')?;
-            let list = match list {
-                "containers" => PodList::Containers,
-                "initContainers" => PodList::InitContainers,
-                "ephemeralContainers" => PodList::EphemeralContainers,
-                _ => return None,
-            };
-            let attr = match attr {
-                "image" => CAttr::Image,
-                "image.repository" => CAttr::Repository,
-                "privileged" => CAttr::Privileged,
-                "host_port" => CAttr::HostPort,
-                "allow_privilege_escalation" => CAttr::AllowPrivilegeEscalation,
-                "read_only_fs" => CAttr::ReadOnlyFs,
-                "run_as_user" => CAttr::RunAsUser,
-                "run_as_group" => CAttr::RunAsGroup,
-                "eff_run_as_user" => CAttr::EffRunAsUser,
-                "eff_run_as_group" => CAttr::EffRunAsGroup,
-                "proc_mount" => CAttr::ProcMount,
-                "add_capabilities" => CAttr::AddCapabilities,
-                _ => return None,
-            };
-            (Pod(list, attr), A::Index)
-        }
-    };
-    Some(k)
-}
-
 impl FieldSpec {
-    /// Resolves `name[arg]`.
-    pub fn resolve(name: &str, arg: Option<&str>) -> Result<FieldSpec, FieldError> {
-        let (kind, rule) = lookup(name).ok_or(FieldError::Unknown)?;
-        match (rule, arg) {
-            (ArgRule::Required, None | Some("")) => Err(FieldError::ArgRequired),
-            (ArgRule::None, Some(_)) => Err(FieldError::ArgNotAllowed),
+    /// Resolves `name[arg]` for a rule reading events of `sources` (the field must exist in at
+    /// least one of them).
+    pub fn resolve(
+        name: &str,
+        arg: Option<&str>,
+        sources: SourceSet,
+    ) -> Result<FieldSpec, FieldError> {
+        let info = catalog::field(name).ok_or(FieldError::Unknown)?;
+        if !info.sources.intersects(sources) {
+            return Err(FieldError::WrongSource(info.sources));
+        }
+        match (info.arg, arg) {
+            (FieldArg::Required(_), None | Some("")) => Err(FieldError::ArgRequired),
+            (FieldArg::None, Some(_)) => Err(FieldError::ArgNotAllowed),
             _ => Ok(FieldSpec {
-                kind,
+                kind: info.kind,
                 arg: arg.map(str::to_string),
                 transforms: Vec::new(),
             }),
@@ -262,6 +327,20 @@ impl FieldSpec {
         }
     }
 
+    /// Whether the field holds IP addresses (so CIDR operands match networks).
+    pub fn is_ip(&self) -> bool {
+        self.transforms.is_empty()
+            && matches!(
+                self.kind,
+                Kind::SourceIps
+                    | Kind::Agent(
+                        AgentKind::Http(HttpField::ClientIp)
+                            | AgentKind::Dns(DnsField::ClientIp)
+                            | AgentKind::Net(NetField::SrcIp | NetField::DstIp)
+                    )
+            )
+    }
+
     /// Whether the field can hold several values on one event.
     pub fn is_list(&self) -> bool {
         if self.transforms.contains(&Transform::Len) {
@@ -279,6 +358,12 @@ impl FieldSpec {
                 | Kind::VolumesHostpath
                 | Kind::VolumesFlexDriver
                 | Kind::VolumesType
+                | Kind::Spec(&["securityContext", "supplementalGroups"])
+                | Kind::Agent(
+                    AgentKind::Ident(IdentField::Labels)
+                        | AgentKind::Dns(DnsField::Flags)
+                        | AgentKind::Net(NetField::TcpFlags)
+                )
         )
     }
 }
@@ -339,11 +424,15 @@ impl Registry {
 /// Per-event extraction cache.
 pub struct Extractor<'r, 'e> {
     registry: &'r Registry,
-    event: &'e AuditEvent,
+    event: Event<'e>,
     cache: Vec<Option<Val<'e>>>,
     /// Results of interned checks: 0 not yet evaluated, 1 false, 2 true.
     checks: Vec<u8>,
+    /// An audit event as JSON (`jevt.obj`, rare pointers), or an agent record's `fields`
+    /// column parsed; built on first use.
     json: Option<Value>,
+    /// The pod's labels, parsed on first use.
+    labels: Option<Value>,
 }
 
 fn non_empty(s: &str) -> Val<'_> {
@@ -400,7 +489,7 @@ fn index_arg(arg: Option<&str>) -> Option<usize> {
 }
 
 impl<'r, 'e> Extractor<'r, 'e> {
-    pub fn new(registry: &'r Registry, event: &'e AuditEvent) -> Self {
+    pub fn new(registry: &'r Registry, event: Event<'e>) -> Self {
         Extractor {
             registry,
             event,
@@ -408,10 +497,11 @@ impl<'r, 'e> Extractor<'r, 'e> {
             cache: Vec::new(),
             checks: Vec::new(),
             json: None,
+            labels: None,
         }
     }
 
-    pub fn event(&self) -> &'e AuditEvent {
+    pub fn event(&self) -> Event<'e> {
         self.event
     }
 
@@ -452,14 +542,32 @@ impl<'r, 'e> Extractor<'r, 'e> {
         self.cache[slot].as_ref().unwrap()
     }
 
-    fn full_json(&mut self) -> &Value {
-        let e = self.event;
+    fn full_json(&mut self, e: &AuditEvent) -> &Value {
         self.json
             .get_or_insert_with(|| serde_json::to_value(e).unwrap_or(Value::Null))
     }
 
     fn extract(&mut self, slot: usize) -> Val<'e> {
-        let e: &'e AuditEvent = self.event;
+        let spec = self.registry.spec(slot);
+        match (spec.kind, self.event) {
+            (Kind::EvtTime, ev) => ev
+                .time()
+                .map_or(Val::NA, |t| Val::One(Cow::Owned(t.to_string()))),
+            (Kind::EvtTimeIso, ev) => ev.time().map_or(Val::NA, |t| {
+                Val::One(Cow::Owned(kestrel_event::time::to_rfc3339(t)))
+            }),
+            (Kind::EvtSource, ev) => Val::One(Cow::Borrowed(ev.source().name())),
+            (Kind::Agent(_), Event::Audit(_)) => Val::NA,
+            (Kind::Agent(k), ev) => {
+                let arg = spec.arg.as_deref();
+                agent::extract(k, arg, ev, &mut self.json, &mut self.labels)
+            }
+            (_, Event::Audit(e)) => self.extract_audit(slot, e),
+            _ => Val::NA,
+        }
+    }
+
+    fn extract_audit(&mut self, slot: usize, e: &'e AuditEvent) -> Val<'e> {
         let spec = self.registry.spec(slot);
         let arg = spec.arg.as_deref();
         let req = e.request_object.as_ref();
@@ -615,20 +723,22 @@ impl<'r, 'e> Extractor<'r, 'e> {
             }
             Kind::JevtValue => {
                 let ptr = arg.unwrap_or_default().to_string();
-                self.pointer(&ptr)
+                self.pointer(e, &ptr)
             }
-            Kind::JevtObj => Val::One(Cow::Owned(self.full_json().to_string())),
+            Kind::JevtObj => Val::One(Cow::Owned(self.full_json(e).to_string())),
             Kind::JevtRawtime => Val::One(Cow::Owned(event_nanos(e).to_string())),
             Kind::JevtTime => Val::One(Cow::Owned(match e.event_time() {
                 Some(t) => t.format("%H:%M:%S%.9f").to_string(),
                 None => "<NA>".to_string(),
             })),
+            Kind::EvtTime | Kind::EvtTimeIso | Kind::EvtSource | Kind::Agent(_) => {
+                unreachable!("extracted by `extract`")
+            }
         }
     }
 
     /// `jevt.value[/json/pointer]`: common paths read the typed event, the rest its JSON form.
-    fn pointer(&mut self, ptr: &str) -> Val<'e> {
-        let e: &'e AuditEvent = self.event;
+    fn pointer(&mut self, e: &'e AuditEvent, ptr: &str) -> Val<'e> {
         let Some(rest) = ptr.strip_prefix('/') else {
             return Val::NA;
         };
@@ -654,7 +764,7 @@ impl<'r, 'e> Extractor<'r, 'e> {
             ("annotations", Some(key)) if !key.contains('/') => {
                 opt(e.annotations.get(unescape_pointer(key).as_ref()))
             }
-            _ => match self.full_json().pointer(ptr) {
+            _ => match self.full_json(e).pointer(ptr) {
                 Some(Value::String(s)) => Val::One(Cow::Owned(s.clone())),
                 Some(v) => Val::One(Cow::Owned(v.to_string())),
                 None => Val::NA,
@@ -848,10 +958,12 @@ mod tests {
         serde_json::from_str(json).unwrap()
     }
 
+    const AUDIT: SourceSet = SourceSet::of(crate::Source::K8sAudit);
+
     fn val(e: &AuditEvent, name: &str, arg: Option<&str>) -> String {
         let mut r = Registry::default();
-        let s = r.slot(FieldSpec::resolve(name, arg).unwrap());
-        let mut x = Extractor::new(&r, e);
+        let s = r.slot(FieldSpec::resolve(name, arg, AUDIT).unwrap());
+        let mut x = Extractor::new(&r, Event::Audit(e));
         x.get(s).render()
     }
 
@@ -915,17 +1027,23 @@ mod tests {
     #[test]
     fn resolves_names() {
         assert_eq!(
-            FieldSpec::resolve("ka.nope", None),
+            FieldSpec::resolve("ka.nope", None, AUDIT),
             Err(FieldError::Unknown)
         );
         assert_eq!(
-            FieldSpec::resolve("ka.uri.param", None),
+            FieldSpec::resolve("ka.uri.param", None, AUDIT),
             Err(FieldError::ArgRequired)
         );
         assert_eq!(
-            FieldSpec::resolve("ka.verb", Some("x")),
+            FieldSpec::resolve("ka.verb", Some("x"), AUDIT),
             Err(FieldError::ArgNotAllowed)
         );
-        assert!(FieldSpec::resolve("ka.req.role.rules.verbs", Some("0")).is_ok());
+        assert!(FieldSpec::resolve("ka.req.role.rules.verbs", Some("0"), AUDIT).is_ok());
+        let dns = SourceSet::of(crate::Source::Dns);
+        assert_eq!(
+            FieldSpec::resolve("ka.verb", None, dns),
+            Err(FieldError::WrongSource(AUDIT))
+        );
+        assert!(FieldSpec::resolve("evt.time", None, dns).is_ok());
     }
 }

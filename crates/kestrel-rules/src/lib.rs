@@ -1,9 +1,11 @@
-//! Kestrel's Falco-compatible rule engine for Kubernetes audit events.
+//! Kestrel's Falco-compatible rule engine, for Kubernetes audit events and every source the
+//! node agent collects (container logs, ingress, DNS, netflow, journal, Kubernetes events).
 //!
 //! Pipeline: YAML sources → [`loader`] (lists, macros, rules; `append`/`override`) →
 //! [`parse`] (conditions) → [`compile`] (macros inlined, lists expanded, fields resolved to
-//! cache slots, matchers prebuilt) → [`RuleSet`], which indexes rules by the verb, resource and
-//! stage they require and evaluates only candidate rules against an [`AuditEvent`].
+//! cache slots against the rule's [`Source`], matchers prebuilt) → [`RuleSet`], which indexes
+//! rules by source (and audit rules by the verb, resource and stage they require) and evaluates
+//! only candidate rules against an [`Event`].
 //!
 //! Architecture invariant: no I/O (callers read rule files and pass their text), no async,
 //! no storage. A bad rule never disables the others: loading returns the good rules and a
@@ -12,6 +14,7 @@
 pub mod compile;
 pub mod diag;
 pub mod eval;
+pub mod event;
 pub mod fields;
 pub mod loader;
 pub mod parse;
@@ -28,6 +31,8 @@ use kestrel_event::AuditEvent;
 use serde::Serialize;
 
 pub use diag::{ErrorKind, ItemKind, ItemRef, LoadReport, Location, RuleError, RuleWarning};
+pub use event::{Event, OwnedEvent, Source, SourceSet};
+pub use fields::{FieldArg, FieldInfo, FieldType};
 pub use priority::{ParsePriorityError, Priority};
 pub use stateful::{Detector, RestoreReport, Snapshot, StateStats};
 
@@ -35,13 +40,44 @@ use compile::{Compiler, Facts, Seg};
 use eval::Node;
 use fields::{Extractor, Registry};
 
-/// The only source Kestrel evaluates in this version; rules of other sources load inactive.
+/// Falco's name of the Kubernetes audit source.
 pub const K8S_AUDIT_SOURCE: &str = "k8s_audit";
 
-const BUNDLED: &[(&str, &str)] = &[(
-    "kestrel_audit_rules.yaml",
-    include_str!("../../../rules/kestrel_audit_rules.yaml"),
-)];
+/// The bundled packs, in load order (the correlation pack uses the others' lists and macros).
+const BUNDLED: &[(&str, &str)] = &[
+    (
+        "kestrel_audit_rules.yaml",
+        include_str!("../../../rules/kestrel_audit_rules.yaml"),
+    ),
+    (
+        "kestrel_ingress_rules.yaml",
+        include_str!("../../../rules/kestrel_ingress_rules.yaml"),
+    ),
+    (
+        "kestrel_dns_rules.yaml",
+        include_str!("../../../rules/kestrel_dns_rules.yaml"),
+    ),
+    (
+        "kestrel_netflow_rules.yaml",
+        include_str!("../../../rules/kestrel_netflow_rules.yaml"),
+    ),
+    (
+        "kestrel_container_log_rules.yaml",
+        include_str!("../../../rules/kestrel_container_log_rules.yaml"),
+    ),
+    (
+        "kestrel_k8s_event_rules.yaml",
+        include_str!("../../../rules/kestrel_k8s_event_rules.yaml"),
+    ),
+    (
+        "kestrel_journal_rules.yaml",
+        include_str!("../../../rules/kestrel_journal_rules.yaml"),
+    ),
+    (
+        "kestrel_correlation_rules.yaml",
+        include_str!("../../../rules/kestrel_correlation_rules.yaml"),
+    ),
+];
 
 /// How many rules may fire per event (Falco's `rule_matching`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -67,6 +103,8 @@ pub struct RuleInfo {
     pub file: String,
     /// Enabled and of a source Kestrel evaluates.
     pub active: bool,
+    /// Kestrel's stateful key (`threshold`, `sequence`, `first_seen`, `baseline`), if any.
+    pub stateful: Option<String>,
 }
 
 /// A rule that fired on an event.
@@ -77,6 +115,7 @@ pub struct RuleMatch {
     /// The output with every `%field` substituted (`<NA>` when missing).
     pub output: String,
     pub tags: Vec<String>,
+    /// The source of the event that made the rule fire.
     pub source: String,
     /// Every `%field` used in the output, with its value.
     pub output_fields: BTreeMap<String, String>,
@@ -108,6 +147,10 @@ pub struct Explanation {
 
 #[derive(Debug)]
 struct Active {
+    /// The rule's own source: its condition filters events of this source.
+    source: Source,
+    /// Every source the rule reads: its own and its sequence steps'.
+    sources: SourceSet,
     rule: String,
     priority: Priority,
     tags: Vec<String>,
@@ -145,8 +188,11 @@ pub struct RuleSet {
     infos: Vec<RuleInfo>,
     active: Vec<Active>,
     registry: Registry,
-    /// Candidate rules (indexes into `active`, in order) per verb, then per resource.
+    /// Candidate audit rules (indexes into `active`, in order) per verb, then per resource.
     index: Index,
+    /// Candidate rules of every other source (indexes into `active`, in order), by
+    /// [`Source::index`].
+    by_source: [Box<[u32]>; Source::ALL.len()],
     matching: RuleMatching,
 }
 
@@ -181,14 +227,16 @@ impl RuleSet {
                     enabled: r.enabled,
                     file: r.loc.file.clone(),
                     active: false,
+                    stateful: r.stateful.as_ref().map(|s| s.kind.name().to_string()),
                 };
-                if r.source != K8S_AUDIT_SOURCE {
+                let Some(source) = Source::from_name(&r.source) else {
                     *inactive_sources
                         .entry((r.loc.file.clone(), r.source.clone()))
                         .or_default() += 1;
                     infos.push(info);
                     continue;
-                }
+                };
+                compiler.sources = SourceSet::of(source);
                 let mut node = match compiler.rule(&r.name, &r.cond, &r.exceptions, &r.loc) {
                     Ok(n) => n,
                     Err(e) => {
@@ -205,7 +253,19 @@ impl RuleSet {
                         continue;
                     }
                 };
-                let output = match compiler.output(&r.output) {
+                let (mut state, suppress, reads) = match compiler.stateful(r, source, sources) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        report.errors.push(*e);
+                        continue;
+                    }
+                };
+                // The output may name fields of every source the rule reads (a sequence's
+                // alert shows the fields its earlier steps captured).
+                compiler.sources = reads;
+                let output = compiler.output(&r.output);
+                compiler.sources = SourceSet::of(source);
+                let output = match output {
                     Ok(o) => o,
                     Err(msg) => {
                         report.errors.push(RuleError {
@@ -217,13 +277,6 @@ impl RuleSet {
                             rule: None,
                             kind: ErrorKind::Compile(msg),
                         });
-                        continue;
-                    }
-                };
-                let (mut state, suppress) = match compiler.stateful(r, sources) {
-                    Ok(x) => x,
-                    Err(e) => {
-                        report.errors.push(*e);
                         continue;
                     }
                 };
@@ -240,22 +293,13 @@ impl RuleSet {
                     {
                         steps
                             .iter_mut()
-                            .for_each(|s| s.intern_checks(compiler.registry));
+                            .for_each(|s| s.node.intern_checks(compiler.registry));
                     }
-                    let facts = match &state {
-                        Some(stateful::StateSpec {
-                            kind: stateful::StateKind::Sequence { steps, .. },
-                            ..
-                        }) => compile::facts(
-                            &eval::Node::And(
-                                vec![node.clone(), eval::Node::Or(steps.clone().into())].into(),
-                            ),
-                            compiler.registry,
-                        ),
-                        _ => compile::facts(&node, compiler.registry),
-                    };
+                    let facts = audit_facts(source, &node, state.as_ref(), compiler.registry);
                     let stages = stage_mask(&facts.stage);
                     active.push(Active {
+                        source,
+                        sources: reads,
                         stages,
                         rule: r.name.clone(),
                         priority: r.priority,
@@ -278,7 +322,8 @@ impl RuleSet {
                 },
                 item: None,
                 message: format!(
-                    "{n} rule(s) of source `{source}` loaded inactive: kestrel evaluates `{K8S_AUDIT_SOURCE}` rules only"
+                    "{n} rule(s) of source `{source}` loaded inactive: kestrel evaluates rules of {}",
+                    SourceSet::ALL
                 ),
             });
         }
@@ -286,13 +331,28 @@ impl RuleSet {
         report
             .errors
             .sort_by_key(|e| (order(&e.location.file), e.location.line, e.location.col));
-        let index = Index::build(&active);
+        let audit: Vec<(u32, &Facts)> = active
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.sources.contains(Source::K8sAudit))
+            .map(|(i, a)| (i as u32, &a.facts))
+            .collect();
+        let index = Index::build(&audit);
+        let by_source = Source::ALL.map(|s| {
+            active
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| s != Source::K8sAudit && a.sources.contains(s))
+                .map(|(i, _)| i as u32)
+                .collect()
+        });
         (
             RuleSet {
                 infos,
                 active,
                 registry,
                 index,
+                by_source,
                 matching: RuleMatching::All,
             },
             report,
@@ -369,6 +429,11 @@ impl RuleSet {
         })
     }
 
+    /// The field catalog: every field rules may read, per source.
+    pub fn fields() -> &'static [FieldInfo] {
+        fields::catalog()
+    }
+
     /// Whether the rule named `name` is loaded with a stateful key or `suppress`.
     pub fn is_stateful(&self, name: &str) -> bool {
         self.active
@@ -376,40 +441,55 @@ impl RuleSet {
             .any(|a| a.rule == name && (a.state.is_some() || a.suppress.is_some()))
     }
 
-    /// Evaluates the stateless active rules against one event. Rules with a stateful key
-    /// (`threshold`, `sequence`, `first_seen`, `baseline`) need a [`Detector`] and are skipped
-    /// here; `suppress` is ignored.
+    /// Evaluates the stateless active rules against one audit event (see
+    /// [`RuleSet::evaluate`]).
     pub fn evaluate_audit(&self, event: &AuditEvent) -> Vec<RuleMatch> {
+        self.evaluate(&Event::Audit(event))
+    }
+
+    /// Evaluates the stateless active rules of the event's source against it. Rules with a
+    /// stateful key (`threshold`, `sequence`, `first_seen`, `baseline`) need a [`Detector`]
+    /// and are skipped here; `suppress` is ignored.
+    pub fn evaluate(&self, event: &Event<'_>) -> Vec<RuleMatch> {
         let mut out = Vec::new();
-        self.each_candidate(event, |r, x| {
-            if r.state.is_some() {
+        let source = event.source();
+        self.each_candidate(*event, |r, x| {
+            if r.state.is_some() || r.source != source || !r.node.eval(x) {
                 return true;
             }
-            match self.fire(r, x) {
-                Some(m) => {
-                    out.push(m);
-                    self.matching == RuleMatching::All
-                }
-                None => true,
-            }
+            out.push(render(r, x, source, None));
+            self.matching == RuleMatching::All
         });
         out
     }
 
     /// Calls `f` for each rule the index admits for `event`, in load order, sharing one field
     /// cache, until `f` returns false.
-    fn each_candidate<'s>(
+    fn each_candidate<'s, 'e>(
         &'s self,
-        event: &AuditEvent,
-        mut f: impl FnMut(&'s Active, &mut Extractor<'_, '_>) -> bool,
+        event: Event<'e>,
+        mut f: impl FnMut(&'s Active, &mut Extractor<'_, 'e>) -> bool,
     ) {
-        let resource = event.object_ref_field(|o| o.resource.as_ref());
-        let cands = self.index.candidates(&event.verb, resource);
+        let Event::Audit(audit) = event else {
+            let cands = &self.by_source[event.source().index()];
+            if cands.is_empty() {
+                return;
+            }
+            let mut x = Extractor::new(&self.registry, event);
+            for &i in cands.iter() {
+                if !f(&self.active[i as usize], &mut x) {
+                    break;
+                }
+            }
+            return;
+        };
+        let resource = audit.object_ref_field(|o| o.resource.as_ref());
+        let cands = self.index.candidates(&audit.verb, resource);
         if cands.is_empty() {
             return;
         }
-        let stage = stage_bit((!event.stage.is_empty()).then_some(event.stage.as_str()));
-        let mut x: Option<Extractor<'_, '_>> = None;
+        let stage = stage_bit((!audit.stage.is_empty()).then_some(audit.stage.as_str()));
+        let mut x: Option<Extractor<'_, 'e>> = None;
         for &i in cands {
             let r = &self.active[i as usize];
             if r.stages & stage == 0 {
@@ -421,21 +501,56 @@ impl RuleSet {
             }
         }
     }
+}
 
-    /// The rule's alert when its condition holds.
-    fn fire(&self, r: &Active, x: &mut Extractor<'_, '_>) -> Option<RuleMatch> {
-        r.node.eval(x).then(|| render(r, x))
+/// The facts an audit event must have for the rule to be tried: those of its condition (when
+/// it is an audit rule) and of its sequence's audit steps.
+fn audit_facts(
+    source: Source,
+    node: &Node,
+    state: Option<&stateful::StateSpec>,
+    registry: &Registry,
+) -> Facts {
+    let audit_steps: Vec<Node> = match state {
+        Some(stateful::StateSpec {
+            kind: stateful::StateKind::Sequence { steps, .. },
+            ..
+        }) => steps
+            .iter()
+            .filter(|s| s.source == Source::K8sAudit)
+            .map(|s| s.node.clone())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let steps = (!audit_steps.is_empty()).then(|| Node::Or(audit_steps.into()));
+    match (source == Source::K8sAudit, steps) {
+        (true, None) => compile::facts(node, registry),
+        (true, Some(steps)) => {
+            compile::facts(&Node::And(vec![node.clone(), steps].into()), registry)
+        }
+        (false, Some(steps)) => compile::facts(&steps, registry),
+        (false, None) => Facts::default(),
     }
 }
 
-fn render(r: &Active, x: &mut Extractor<'_, '_>) -> RuleMatch {
+/// The rule's alert on this event; fields missing here take the value `captured` at a
+/// sequence's earlier steps, if any.
+fn render(
+    r: &Active,
+    x: &mut Extractor<'_, '_>,
+    source: Source,
+    captured: Option<&BTreeMap<String, String>>,
+) -> RuleMatch {
     let mut output = String::new();
     let mut output_fields = BTreeMap::new();
     for seg in &r.output {
         match seg {
             Seg::Lit(s) => output.push_str(s),
             Seg::Field { slot, name } => {
-                let v = x.get(*slot).render();
+                let v = match (x.get(*slot), captured.and_then(|c| c.get(name))) {
+                    (fields::Val::NA, Some(c)) => c.clone(),
+                    (v, _) => v.render(),
+                };
                 output.push_str(&v);
                 output_fields.insert(name.clone(), v);
             }
@@ -446,7 +561,7 @@ fn render(r: &Active, x: &mut Extractor<'_, '_>) -> RuleMatch {
         priority: r.priority,
         output,
         tags: r.tags.clone(),
-        source: K8S_AUDIT_SOURCE.to_string(),
+        source: source.name().to_string(),
         output_fields,
         count: 1,
     }
@@ -469,11 +584,12 @@ struct Index {
 }
 
 impl Index {
-    fn build(active: &[Active]) -> Index {
+    /// Builds the index of the given rules (index into the active rules, facts).
+    fn build(active: &[(u32, &Facts)]) -> Index {
         let named = |f: fn(&Facts) -> &Option<Vec<String>>| -> Vec<String> {
             let mut v: Vec<String> = active
                 .iter()
-                .filter_map(|a| f(&a.facts).clone())
+                .filter_map(|(_, facts)| f(facts).clone())
                 .flatten()
                 .collect();
             v.sort_unstable();
@@ -485,19 +601,18 @@ impl Index {
         let list = |verb: Option<&str>, resource: Option<&str>| -> Box<[u32]> {
             active
                 .iter()
-                .enumerate()
-                .filter(|(_, a)| {
+                .filter(|(_, facts)| {
                     let v_ok = match verb {
-                        Some(v) => admits(&a.facts.verb, Some(v)),
-                        None => a.facts.verb.is_none(),
+                        Some(v) => admits(&facts.verb, Some(v)),
+                        None => facts.verb.is_none(),
                     };
                     let r_ok = match resource {
-                        Some(r) => admits(&a.facts.resource, Some(r)),
-                        None => a.facts.resource.is_none(),
+                        Some(r) => admits(&facts.resource, Some(r)),
+                        None => facts.resource.is_none(),
                     };
                     v_ok && r_ok
                 })
-                .map(|(i, _)| i as u32)
+                .map(|(i, _)| *i)
                 .collect()
         };
         let per_verb = |verb: Option<&str>| ResourceIndex {

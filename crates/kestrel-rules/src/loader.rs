@@ -183,9 +183,11 @@ pub enum StatefulKindDef {
     Threshold {
         count: u64,
         window: i64,
+        /// Count distinct values of this field instead of matches.
+        distinct: Option<String>,
     },
     Sequence {
-        steps: Vec<String>,
+        steps: Vec<SeqStepDef>,
         within: i64,
     },
     FirstSeen {
@@ -199,6 +201,27 @@ pub enum StatefulKindDef {
         threshold: f64,
         min_count: u64,
     },
+}
+
+impl StatefulKindDef {
+    /// The key's name as written (`threshold`, `sequence`, `first_seen`, `baseline`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            StatefulKindDef::Threshold { .. } => "threshold",
+            StatefulKindDef::Sequence { .. } => "sequence",
+            StatefulKindDef::FirstSeen { .. } => "first_seen",
+            StatefulKindDef::Baseline { .. } => "baseline",
+        }
+    }
+}
+
+/// One step of a `sequence`: a condition, on the rule's source unless it names another, and
+/// the fields that key it there (the sequence's `group_by` by default).
+#[derive(Debug, Clone)]
+pub struct SeqStepDef {
+    pub condition: String,
+    pub source: Option<String>,
+    pub group_by: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -283,7 +306,11 @@ fn stateful(it: &Item<'_>) -> Result<Option<StatefulDef>, String> {
     }
     let kind = match what {
         "threshold" => {
-            only_keys(map, &["count", "window", "group_by", "max_keys"], what)?;
+            only_keys(
+                map,
+                &["count", "window", "group_by", "distinct", "max_keys"],
+                what,
+            )?;
             let count: u64 = number(&m, "count", what)?.ok_or("`threshold.count` is required")?;
             if count == 0 {
                 return Err("`threshold.count` must be at least 1".into());
@@ -291,11 +318,12 @@ fn stateful(it: &Item<'_>) -> Result<Option<StatefulDef>, String> {
             StatefulKindDef::Threshold {
                 count,
                 window: need(duration_ns(&m, "window", what)?, "window")?,
+                distinct: m.string("distinct")?,
             }
         }
         "sequence" => {
             only_keys(map, &["steps", "within", "group_by", "max_keys"], what)?;
-            let steps = m.strings("steps")?.unwrap_or_default();
+            let steps = sequence_steps(m.get("steps"))?;
             if steps.len() < 2 {
                 return Err("`sequence.steps` needs at least two conditions".into());
             }
@@ -347,6 +375,39 @@ fn stateful(it: &Item<'_>) -> Result<Option<StatefulDef>, String> {
         group_by,
         max_keys,
     }))
+}
+
+/// `sequence.steps`: each a condition, or a mapping with `condition` and optionally `source`
+/// and `group_by`.
+fn sequence_steps(v: Option<&Value>) -> Result<Vec<SeqStepDef>, String> {
+    let Some(Value::Sequence(items)) = v else {
+        return Err("`sequence.steps` must be a list of conditions".into());
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let what = format!("sequence.steps[{i}]");
+        out.push(match item {
+            Value::Mapping(map) => {
+                only_keys(map, &["condition", "source", "group_by"], &what)?;
+                let m = Item { map };
+                SeqStepDef {
+                    condition: m
+                        .string("condition")?
+                        .ok_or_else(|| format!("`{what}.condition` is required"))?,
+                    source: m.string("source")?,
+                    group_by: m.strings("group_by")?,
+                }
+            }
+            other => SeqStepDef {
+                condition: scalar_string(other).ok_or_else(|| {
+                    format!("`{what}` must be a condition or a mapping with `condition`")
+                })?,
+                source: None,
+                group_by: None,
+            },
+        });
+    }
+    Ok(out)
 }
 
 fn suppress(it: &Item<'_>) -> Result<Option<SuppressDef>, String> {

@@ -2,7 +2,8 @@
 //! `first_seen`, `baseline`, `suppress`) and the [`Detector`] that keeps their state.
 //!
 //! The clock is the events' own time, passed in by the caller, so replays and tests behave
-//! exactly like live traffic. State is bounded per rule (`max_keys`; the least recently
+//! exactly like live traffic. A sequence's steps may read different sources (an audit request,
+//! then a DNS query from the same pod); each source keys the sequence with its own fields. State is bounded per rule (`max_keys`; the least recently
 //! updated keys are evicted first, and evictions are counted) and can be snapshotted as plain
 //! serde data that the caller persists and restores: this crate does no I/O.
 
@@ -13,7 +14,8 @@ use kestrel_event::AuditEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::eval::Node;
-use crate::fields::Extractor;
+use crate::event::{Event, Source};
+use crate::fields::{Extractor, Val};
 use crate::{RuleMatch, RuleMatching, RuleSet};
 
 /// Keys kept per rule when the rule does not say (`max_keys`).
@@ -22,10 +24,20 @@ pub const DEFAULT_MAX_KEYS: usize = 100_000;
 /// What a stateful rule counts or remembers, compiled.
 #[derive(Debug)]
 pub(crate) enum StateKind {
-    /// Fires when `count` matches of one group fall within `window`.
-    Threshold { count: u64, window: i64 },
+    /// Fires when `count` matches of one group fall within `window` (or, with `distinct`,
+    /// `count` distinct values of that field).
+    Threshold {
+        count: u64,
+        window: i64,
+        distinct: Option<usize>,
+    },
     /// Fires when the steps match in order for one group within `within` of the first step.
-    Sequence { steps: Vec<Node>, within: i64 },
+    Sequence {
+        steps: Vec<SeqStep>,
+        within: i64,
+        /// The group-by slots of each source the steps read.
+        keys: Vec<(Source, Vec<usize>)>,
+    },
     /// Fires when a group is seen for the first time in `history` (not during `learn`).
     FirstSeen { history: i64, learn: i64 },
     /// Fires when a group's count in the current bucket is an outlier against its history.
@@ -36,6 +48,13 @@ pub(crate) enum StateKind {
         threshold: f64,
         min_count: u64,
     },
+}
+
+/// One step of a sequence: a condition on events of one source.
+#[derive(Debug, Clone)]
+pub(crate) struct SeqStep {
+    pub source: Source,
+    pub node: Node,
 }
 
 /// A compiled stateful key (or suppression): what to keep, per which group.
@@ -59,11 +78,18 @@ pub(crate) struct SuppressSpec {
 pub enum KeyState {
     Threshold {
         times: VecDeque<i64>,
+        /// With `distinct`: the value counted at each of `times`.
+        #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+        values: VecDeque<String>,
     },
     Sequence {
         /// The next step to match.
         step: usize,
         started: i64,
+        /// Output fields seen at the earlier steps (fields of other sources than the last
+        /// step's are rendered from these).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        fields: BTreeMap<String, String>,
     },
     FirstSeen,
     Baseline {
@@ -132,7 +158,14 @@ fn map_bytes(m: &HashMap<String, KeyEntry>) -> usize {
             .map(|(k, e)| {
                 k.capacity()
                     + match &e.state {
-                        KeyState::Threshold { times } => times.capacity() * 8,
+                        KeyState::Threshold { times, values } => {
+                            times.capacity() * 8
+                                + values.iter().map(|v| v.capacity() + 24).sum::<usize>()
+                        }
+                        KeyState::Sequence { fields, .. } => fields
+                            .iter()
+                            .map(|(k, v)| k.capacity() + v.capacity() + 64)
+                            .sum(),
                         KeyState::Baseline { history, .. } => history.capacity() * 8,
                         _ => 0,
                     }
@@ -159,13 +192,18 @@ pub struct Detector {
     evictions: u64,
 }
 
+/// The group key: the values joined by U+001F; a list's values joined by commas (so that
+/// `ka.sourceips[0]` and `dns.client.ip` make the same key).
 fn group_key(x: &mut Extractor<'_, '_>, slots: &[usize]) -> String {
     let mut k = String::new();
     for (i, s) in slots.iter().enumerate() {
         if i > 0 {
             k.push('\u{1f}');
         }
-        k.push_str(&x.get(*s).render());
+        match x.get(*s) {
+            Val::Many(v) => k.push_str(&v.join(",")),
+            v => k.push_str(&v.render()),
+        }
     }
     k
 }
@@ -253,27 +291,41 @@ impl Detector {
         self.state.retain(|name, _| rules.is_stateful(name));
     }
 
-    /// Evaluates one event at `now` (the event's time, in ns since the epoch).
+    /// Evaluates one audit event at `now` (the event's time, in ns since the epoch).
     pub fn evaluate_audit(&mut self, event: &AuditEvent, now: i64) -> Vec<RuleMatch> {
+        self.evaluate(&Event::Audit(event), now)
+    }
+
+    /// Evaluates one event of any source at `now` (the event's time, in ns since the epoch):
+    /// the rules of its source, and the sequences with a step on its source.
+    pub fn evaluate(&mut self, event: &Event<'_>, now: i64) -> Vec<RuleMatch> {
         let mut out = Vec::new();
         let rules: &RuleSet = &self.rules;
         let state = &mut self.state;
         let evictions = &mut self.evictions;
-        rules.each_candidate(event, |r, x| {
-            let Some(mut m) = rules.fire(r, x) else {
+        let source = event.source();
+        rules.each_candidate(*event, |r, x| {
+            // A rule's condition filters the events of its own source; events of the other
+            // sources reach a rule only through its sequence's steps.
+            if r.source == source && !r.node.eval(x) {
                 return true;
-            };
+            }
             if r.state.is_none() && r.suppress.is_none() {
-                out.push(m);
+                out.push(crate::render(r, x, source, None));
                 return rules.rule_matching() == RuleMatching::All;
             }
             let rs = state.entry(r.rule.clone()).or_default();
-            if let Some(spec) = &r.state {
-                match step(spec, rs, x, now, evictions) {
-                    Some(count) => m.count = count,
+            let mut m = match &r.state {
+                Some(spec) => match step(spec, rs, x, now, evictions, r) {
+                    Some((count, captured)) => {
+                        let mut m = crate::render(r, x, source, captured.as_ref());
+                        m.count = count;
+                        m
+                    }
                     None => return true,
-                }
-            }
+                },
+                None => crate::render(r, x, source, None),
+            };
             if let Some(sup) = &r.suppress {
                 let key = group_key(x, &sup.group_by);
                 let fresh = !rs.suppress.contains_key(&key);
@@ -355,78 +407,132 @@ impl Detector {
     }
 }
 
-/// Advances a stateful rule whose condition matched; `Some(count)` when it fires.
+/// Output fields of the rule that have a value on this event, added to `fields`.
+fn capture(r: &crate::Active, x: &mut Extractor<'_, '_>, fields: &mut BTreeMap<String, String>) {
+    for seg in &r.output {
+        if let crate::compile::Seg::Field { slot, name } = seg {
+            let v = x.get(*slot);
+            if *v != Val::NA {
+                fields.insert(name.clone(), v.render());
+            }
+        }
+    }
+}
+
+/// Advances a stateful rule whose condition matched; when it fires, the count of matches it
+/// stands for and, for a sequence, the output fields captured at its earlier steps.
+#[allow(clippy::type_complexity)]
 fn step(
     spec: &StateSpec,
     rs: &mut RuleState,
     x: &mut Extractor<'_, '_>,
     now: i64,
     evictions: &mut u64,
-) -> Option<u64> {
-    let key = group_key(x, &spec.group_by);
+    r: &crate::Active,
+) -> Option<(u64, Option<BTreeMap<String, String>>)> {
+    let source = x.event().source();
+    let slots = match &spec.kind {
+        StateKind::Sequence { keys, .. } => keys
+            .iter()
+            .find(|(s, _)| *s == source)
+            .map_or(&spec.group_by, |(_, k)| k),
+        _ => &spec.group_by,
+    };
+    let key = group_key(x, slots);
     if !rs.keys.contains_key(&key) {
         *evictions += make_room(&mut rs.keys, spec.max_keys, now, spec.idle());
     }
     let started = *rs.started.get_or_insert(now);
     match &spec.kind {
-        StateKind::Threshold { count, window } => {
+        StateKind::Threshold {
+            count,
+            window,
+            distinct,
+        } => {
+            let value = match distinct {
+                Some(slot) => match x.get(*slot) {
+                    Val::NA => return None,
+                    v => Some(v.render()),
+                },
+                None => None,
+            };
+            let fresh = || KeyState::Threshold {
+                times: VecDeque::new(),
+                values: VecDeque::new(),
+            };
             let e = rs.keys.entry(key).or_insert(KeyEntry {
                 last: now,
-                state: KeyState::Threshold {
-                    times: VecDeque::new(),
-                },
+                state: fresh(),
             });
             e.last = now;
             if !matches!(e.state, KeyState::Threshold { .. }) {
-                e.state = KeyState::Threshold {
-                    times: VecDeque::new(),
-                };
+                e.state = fresh();
             }
-            let KeyState::Threshold { times } = &mut e.state else {
+            let KeyState::Threshold { times, values } = &mut e.state else {
                 unreachable!("set above")
             };
+            if let Some(v) = value {
+                // One entry per value, at its latest time: the window counts distinct values.
+                if let Some(i) = values.iter().position(|x| *x == v) {
+                    values.remove(i);
+                    times.remove(i);
+                }
+                values.push_back(v);
+            }
             times.push_back(now);
             while times
                 .front()
                 .is_some_and(|t| now.saturating_sub(*t) > *window)
             {
                 times.pop_front();
+                values.pop_front();
             }
             while times.len() as u64 > *count {
                 times.pop_front();
+                values.pop_front();
             }
             if times.len() as u64 >= *count {
                 let n = times.len() as u64;
                 times.clear();
-                return Some(n);
+                values.clear();
+                return Some((n, None));
             }
             None
         }
-        StateKind::Sequence { steps, within } => {
+        StateKind::Sequence { steps, within, .. } => {
             let (mut next, mut begun) = match rs.keys.get(&key).map(|e| &e.state) {
-                Some(KeyState::Sequence { step, started })
+                Some(KeyState::Sequence { step, started, .. })
                     if now.saturating_sub(*started) <= *within =>
                 {
                     (*step, *started)
                 }
                 _ => (0, now),
             };
-            if next < steps.len() && steps[next].eval(x) {
-                if next == 0 {
-                    begun = now;
-                }
-                next += 1;
-            } else if next > 0 && steps[0].eval(x) {
+            let matches = |i: usize, x: &mut Extractor<'_, '_>| {
+                steps[i].source == source && steps[i].node.eval(x)
+            };
+            let restart = if next < steps.len() && matches(next, x) {
+                next == 0
+            } else if next > 0 && matches(0, x) {
                 // A new first step starts the sequence again.
+                true
+            } else {
+                return None;
+            };
+            let mut fields = match rs.keys.remove(&key).map(|e| e.state) {
+                Some(KeyState::Sequence { fields, .. }) if !restart => fields,
+                _ => BTreeMap::new(),
+            };
+            if restart {
                 begun = now;
                 next = 1;
             } else {
-                return None;
+                next += 1;
             }
             if next == steps.len() {
-                rs.keys.remove(&key);
-                return Some(steps.len() as u64);
+                return Some((steps.len() as u64, Some(fields)));
             }
+            capture(r, x, &mut fields);
             rs.keys.insert(
                 key,
                 KeyEntry {
@@ -434,6 +540,7 @@ fn step(
                     state: KeyState::Sequence {
                         step: next,
                         started: begun,
+                        fields,
                     },
                 },
             );
@@ -451,7 +558,7 @@ fn step(
                     state: KeyState::FirstSeen,
                 },
             );
-            (!seen && now.saturating_sub(started) >= *learn).then_some(1)
+            (!seen && now.saturating_sub(started) >= *learn).then_some((1, None))
         }
         StateKind::Baseline {
             bucket,
@@ -513,7 +620,7 @@ fn step(
             let hist: Vec<u64> = h.iter().copied().collect();
             if robust_score(*count as f64, &hist) >= *threshold {
                 *alerted = true;
-                return Some(*count);
+                return Some((*count, None));
             }
             None
         }

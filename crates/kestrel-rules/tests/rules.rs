@@ -10,6 +10,8 @@ mod falco_compat;
 mod language;
 #[path = "rules/pack.rs"]
 mod pack;
+#[path = "rules/sources.rs"]
+mod sources;
 #[path = "rules/stateful.rs"]
 mod stateful;
 

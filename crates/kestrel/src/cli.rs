@@ -302,18 +302,30 @@ pub enum RulesFormat {
     Text,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FieldsFormat {
+    /// One line per field.
+    Text,
+    /// The field reference page (docs/fields.md).
+    Markdown,
+    /// A JSON array of fields.
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum RulesAction {
-    /// Evaluate rules over a file of audit events (JSON lines or an EventList) and print one
-    /// line per alert.
+    /// Evaluate rules over a file of events and print one line per alert: audit events (JSON
+    /// lines or an EventList), or rows of another source's table (JSON lines or a JSON array,
+    /// as `kestrel query --format json` prints them).
     Run {
         /// A rule file (Falco YAML); repeat to load several, in order. Default: the bundled pack.
         #[arg(long = "rules", short = 'r')]
         rules: Vec<PathBuf>,
-        /// The audit events: JSON lines (an audit log) or an EventList.
+        /// The events: JSON lines (an audit log, table rows) or an EventList / JSON array.
         #[arg(long)]
         events: PathBuf,
-        /// The event source the rules are for.
+        /// The events' source: k8s_audit (or audit), container_log, ingress, dns, netflow,
+        /// journal, k8s_event.
         #[arg(long, default_value = "k8s_audit")]
         source: String,
         /// How many rules may fire per event.
@@ -323,7 +335,7 @@ pub enum RulesAction {
         #[arg(long, short = 'f', value_enum, default_value = "json")]
         format: RulesFormat,
     },
-    /// Run rule unit tests: a YAML file of audit events and the alerts they must raise.
+    /// Run rule unit tests: a YAML file of events and the alerts they must raise.
     Test {
         /// The test file (`rules:` in it names the rule files, relative to it).
         file: PathBuf,
@@ -335,6 +347,15 @@ pub enum RulesAction {
     Lint {
         /// Rule files, loaded in order.
         files: Vec<PathBuf>,
+    },
+    /// List every field rules may read, per source, with its type and description.
+    Fields {
+        /// Only this source's fields.
+        #[arg(long)]
+        source: Option<String>,
+        /// Output format (`markdown` is docs/fields.md).
+        #[arg(long, short = 'f', value_enum, default_value = "text")]
+        format: FieldsFormat,
     },
     /// Show a rule's compiled condition (macros inlined, lists expanded) and the fields it reads.
     Explain {

@@ -1,5 +1,6 @@
-//! `kestrel rules`: run Falco-format rules offline over an audit log, lint rule files, and
-//! explain how a rule compiles. Glue over `kestrel-rules` and `kestrel-parse`.
+//! `kestrel rules`: run Falco-format rules offline over events of any source, test, lint and
+//! explain rules, and list the fields rules may read. Glue over `kestrel-rules` and
+//! `kestrel-parse`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -7,10 +8,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use kestrel_event::AuditEvent;
 use kestrel_parse::{parse_event_list, parse_json_lines, AuditParseConfig};
-use kestrel_rules::{ruletest, Detector, LoadReport, RuleMatching, RuleSet, K8S_AUDIT_SOURCE};
+use kestrel_rules::{
+    fields, ruletest, Detector, LoadReport, OwnedEvent, RuleMatching, RuleSet, Source,
+};
 use serde::Serialize;
 
-use crate::cli::{RuleMatchingArg, RulesAction, RulesArgs, RulesFormat};
+use crate::cli::{FieldsFormat, RuleMatchingArg, RulesAction, RulesArgs, RulesFormat};
 
 pub fn run(args: RulesArgs) -> Result<()> {
     match args.action {
@@ -24,7 +27,47 @@ pub fn run(args: RulesArgs) -> Result<()> {
         RulesAction::Lint { files } => lint(&files),
         RulesAction::Test { file, rules } => test(&file, &rules),
         RulesAction::Explain { rule, rules } => explain(&rule, &rules),
+        RulesAction::Fields { source, format } => list_fields(source.as_deref(), format),
     }
+}
+
+fn source_arg(name: &str) -> Result<Source> {
+    Source::from_name(name).with_context(|| {
+        let known: Vec<&str> = Source::ALL.iter().map(|s| s.name()).collect();
+        format!("unknown source {name:?} (known: {})", known.join(", "))
+    })
+}
+
+fn list_fields(source: Option<&str>, format: FieldsFormat) -> Result<()> {
+    let source = source.map(source_arg).transpose()?;
+    let all = RuleSet::fields();
+    let selected: Vec<&fields::FieldInfo> = all
+        .iter()
+        .filter(|f| source.is_none_or(|s| f.sources.contains(s)))
+        .collect();
+    let text = match (format, source) {
+        (FieldsFormat::Markdown, None) => fields::catalog::markdown(),
+        (FieldsFormat::Text, None) => fields::catalog::text(),
+        (FieldsFormat::Json, _) => serde_json::to_string_pretty(&selected)? + "\n",
+        (FieldsFormat::Markdown, Some(_)) => {
+            let mut s = String::from("| Field | Type | Description |\n|---|---|---|\n");
+            for f in &selected {
+                s.push_str(&format!(
+                    "| `{}` | {} | {} |\n",
+                    f.display_name(),
+                    f.ty.name(),
+                    f.desc.replace('|', "\\|")
+                ));
+            }
+            s
+        }
+        (FieldsFormat::Text, Some(_)) => selected
+            .iter()
+            .map(|f| format!("{:<40} {:<7} {}\n", f.display_name(), f.ty.name(), f.desc))
+            .collect(),
+    };
+    print!("{text}");
+    Ok(())
 }
 
 /// Reads rule files in order; with none, the bundled pack.
@@ -72,9 +115,59 @@ struct Alert<'a> {
     count: u64,
 }
 
+/// Events of `source` from a file: audit events as [`read_audit_events`] reads them, other
+/// sources' rows as JSON lines or one JSON array. Returns the events and the number of items
+/// that could not be read (each reported).
+fn read_events(path: &Path, source: Source) -> Result<(Vec<OwnedEvent>, usize)> {
+    if source == Source::K8sAudit {
+        let (evs, bad) = read_audit_events(path)?;
+        return Ok((
+            evs.into_iter()
+                .map(|e| OwnedEvent::Audit(Box::new(e)))
+                .collect(),
+            bad,
+        ));
+    }
+    let data = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read events {}", path.display()))?;
+    let name = path.display().to_string();
+    let items: Vec<(String, serde_json::Result<serde_json::Value>)> =
+        if data.trim_start().starts_with('[') {
+            match serde_json::from_str::<Vec<serde_json::Value>>(&data) {
+                Ok(v) => v
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("item {}", i + 1), Ok(v)))
+                    .collect(),
+                Err(e) => bail!("{name}: not a JSON array of {source} rows: {e}"),
+            }
+        } else {
+            data.lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+                .map(|(i, l)| (format!("line {}", i + 1), serde_json::from_str(l)))
+                .collect()
+        };
+    let mut events = Vec::with_capacity(items.len());
+    let mut bad = 0;
+    for (at, item) in items {
+        match item
+            .map_err(|e| e.to_string())
+            .and_then(|v| OwnedEvent::from_json(source, v))
+        {
+            Ok(e) => events.push(e),
+            Err(e) => {
+                bad += 1;
+                eprintln!("warning: {name}: {at}: {e}");
+            }
+        }
+    }
+    Ok((events, bad))
+}
+
 /// Audit events from a file: an `EventList` (or a JSON array of events) or JSON lines.
 /// Returns the events and the number of items that are not audit events.
-fn read_events(path: &Path) -> Result<(Vec<AuditEvent>, usize)> {
+fn read_audit_events(path: &Path) -> Result<(Vec<AuditEvent>, usize)> {
     let data =
         std::fs::read(path).with_context(|| format!("cannot read events {}", path.display()))?;
     let name = path.display().to_string();
@@ -109,15 +202,13 @@ fn run_rules(
     matching: RuleMatchingArg,
     format: RulesFormat,
 ) -> Result<()> {
-    if source != K8S_AUDIT_SOURCE {
-        bail!("--source {source:?}: offline runs read Kubernetes audit events only (k8s_audit)");
-    }
+    let source = source_arg(source)?;
     let (rs, _) = load(rules)?;
     let rs = rs.with_rule_matching(match matching {
         RuleMatchingArg::All => RuleMatching::All,
         RuleMatchingArg::First => RuleMatching::First,
     });
-    let (evs, bad) = read_events(events)?;
+    let (evs, bad) = read_events(events, source)?;
     // Stateful rules count with the events' own clock; events without a time use the previous
     // event's.
     let mut detector = Detector::new(rs);
@@ -126,11 +217,12 @@ fn run_rules(
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut alerts = 0usize;
     for e in &evs {
-        if let Some(t) = e.event_time() {
-            clock = kestrel_event::time::to_nanos(t);
+        let e = e.as_event();
+        if let Some(t) = e.time() {
+            clock = t;
         }
         let time = kestrel_event::time::to_rfc3339(clock);
-        for m in detector.evaluate_audit(e, clock) {
+        for m in detector.evaluate(&e, clock) {
             alerts += 1;
             match format {
                 RulesFormat::Json => {
@@ -155,7 +247,7 @@ fn run_rules(
     }
     out.flush()?;
     eprintln!(
-        "{} event(s), {bad} not audit events, {alerts} alert(s) from {} rule(s)",
+        "{} {source} event(s), {bad} unreadable, {alerts} alert(s) from {} rule(s)",
         evs.len(),
         detector.rules().active_len()
     );

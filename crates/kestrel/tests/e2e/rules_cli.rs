@@ -1,6 +1,6 @@
-//! `kestrel rules run|test|lint|explain`: offline evaluation prints one JSON alert per line
-//! with Falco's keys, reads EventLists and JSON lines, and a bad rule file fails with its
-//! position.
+//! `kestrel rules run|test|lint|explain|fields`: offline evaluation prints one JSON alert per
+//! line with Falco's keys, reads EventLists, JSON lines and other sources' table rows, a bad
+//! rule file fails with its position, every pack's tests pass, and `docs/fields.md` is current.
 
 use serde_json::{json, Value};
 
@@ -115,4 +115,82 @@ fn rules_test_and_explain_on_the_bundled_pack() {
     assert!(out.stdout.contains("ka.req.pod.containers.privileged"));
     let out = kestrel_cli(&["rules", "explain", "No Such Rule"], &[]);
     assert!(!out.status.success());
+}
+
+#[test]
+fn rules_run_reads_rows_of_other_sources() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = tmp.path().join("dns.jsonl");
+    let row = |name: &str, t: &str| {
+        json!({"time": t, "node": "node-b", "client_ip": "10.244.1.21", "query_type": "A",
+               "query_name": name, "rcode": "NOERROR", "namespace": "kube-system", "pod": "coredns-1"})
+        .to_string()
+    };
+    std::fs::write(
+        &rows,
+        format!(
+            "{}\n{}\n{{\"time\": \"soon\"}}\n",
+            row("cart.shop.svc.cluster.local.", "2026-11-20T09:00:00Z"),
+            row("pool.supportxmr.com.", "2026-11-20T09:00:01Z")
+        ),
+    )
+    .unwrap();
+    let out = kestrel_cli(
+        &[
+            "rules",
+            "run",
+            "--source",
+            "dns",
+            "--events",
+            rows.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let alerts: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(alerts.len(), 1, "{}", out.stdout);
+    assert_eq!(alerts[0]["rule"], "Kestrel Mining Pool Resolved");
+    assert_eq!(alerts[0]["source"], "dns");
+    assert_eq!(alerts[0]["time"], "2026-11-20T09:00:01Z");
+    assert_eq!(
+        alerts[0]["output_fields"]["dns.query.name"],
+        "pool.supportxmr.com"
+    );
+    assert!(out.stderr.contains("line 3"), "{}", out.stderr);
+    assert!(out.stderr.contains("1 unreadable"), "{}", out.stderr);
+
+    let out = kestrel_cli(
+        &["rules", "run", "--source", "syslog", "--events", "x"],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("unknown source"), "{}", out.stderr);
+}
+
+#[test]
+fn rules_test_runs_every_pack_and_fields_match_the_docs() {
+    for entry in std::fs::read_dir(repo("rules/tests")).unwrap() {
+        let file = entry.unwrap().path();
+        let out = kestrel_cli(&["rules", "test", file.to_str().unwrap()], &[]);
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            file.display(),
+            out.stdout,
+            out.stderr
+        );
+        assert!(out.stdout.contains(" passed, 0 failed"), "{}", out.stdout);
+    }
+    let out = kestrel_cli(&["rules", "fields", "--format", "markdown"], &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let docs = std::fs::read_to_string(repo("docs/fields.md")).unwrap();
+    assert_eq!(out.stdout, docs, "docs/fields.md is stale");
+    let out = kestrel_cli(&["rules", "fields", "--source", "netflow"], &[]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("net.dst.ip"), "{}", out.stdout);
+    assert!(!out.stdout.contains("ka.verb"), "{}", out.stdout);
 }
