@@ -205,8 +205,9 @@ pub fn start(
     max_batch_bytes: usize,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, StreamError> {
-    let mut after = checkpoint.saved().position;
-    for meta in buffered {
+    let saved = checkpoint.saved();
+    let mut after = saved.position.clone();
+    for meta in super::not_acknowledged(buffered, &saved) {
         let cursor = cursor_after(meta);
         let ticket = checkpoint.ticket(&meta.stream, meta.end, cursor.clone());
         super::wait_for_buffered(resume, meta, ticket);

@@ -233,15 +233,16 @@ pub fn start(
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, StreamError> {
     let stream = format!("kmsg:{}", boot_id());
-    let mut next = checkpoint.saved().end(&stream);
-    for meta in buffered {
+    let saved = checkpoint.saved();
+    let mut next = saved.end(&stream);
+    for meta in super::not_acknowledged(buffered, &saved) {
         let ticket = checkpoint.ticket(&meta.stream, meta.end, None);
         super::wait_for_buffered(resume, meta, ticket);
         if meta.stream == stream {
             next = Some(next.unwrap_or(0).max(meta.end));
         }
     }
-    let first_start = checkpoint.saved().ends.is_empty() && buffered.is_empty();
+    let first_start = saved.ends.is_empty() && buffered.is_empty();
     let start = match next {
         Some(seq) => Start::From(seq),
         None if first_start && input.start_at == StartAt::End => Start::End,

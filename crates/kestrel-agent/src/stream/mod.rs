@@ -16,6 +16,8 @@
 pub mod events;
 pub mod journal;
 pub mod kmsg;
+#[cfg(test)]
+mod testing;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -76,7 +78,14 @@ impl SavedPosition {
         self.ends.iter().find(|(s, _)| s == stream).map(|&(_, e)| e)
     }
 
+    /// Whether the acknowledged point has passed the end of `meta` (a batch still in the
+    /// buffer's open segment after it was acknowledged).
+    pub fn covers(&self, meta: &BatchMeta) -> bool {
+        self.end(&meta.stream).is_some_and(|e| e >= meta.end)
+    }
+
     fn set_end(&mut self, stream: &str, end: u64) {
+        let end = self.end(stream).map_or(end, |e| e.max(end));
         self.ends.retain(|(s, _)| s != stream);
         self.ends.push((stream.to_owned(), end));
         if self.ends.len() > MAX_STREAMS {
@@ -236,6 +245,16 @@ impl OnAck for SlotAck {
 /// The batches of `input` left in the disk buffer by the previous run, in buffer order.
 pub fn buffered_of<'a>(buffered: &'a [BatchMeta], input: &'a str) -> Vec<&'a BatchMeta> {
     buffered.iter().filter(|m| m.input == input).collect()
+}
+
+/// Of the batches left in the buffer, those the checkpoint has not passed: reading resumes
+/// after the last of them. (The others were acknowledged and are only re-sent; the server
+/// keeps one copy.)
+pub fn not_acknowledged<'a>(
+    buffered: &[&'a BatchMeta],
+    saved: &SavedPosition,
+) -> Vec<&'a BatchMeta> {
+    buffered.iter().copied().filter(|m| !saved.covers(m)).collect()
 }
 
 /// Makes the acknowledgement of a batch left in the disk buffer (re-sent by the shipper, which
