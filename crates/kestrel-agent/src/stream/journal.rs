@@ -336,11 +336,11 @@ impl JournalReader {
     /// One journalctl run, until it exits or the agent stops.
     fn follow(&mut self) -> Result<RunEnd, StreamError> {
         let mut cmd = self.command();
-        cmd.arg("--follow");
-        match &self.after {
-            Some(cursor) => cmd.arg(format!("--after-cursor={cursor}")),
-            None => cmd.arg("--lines=all"),
-        };
+        // --follow alone shows only the last 10 entries, even after a cursor.
+        cmd.args(["--follow", "--lines=all"]);
+        if let Some(cursor) = &self.after {
+            cmd.arg(format!("--after-cursor={cursor}"));
+        }
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|source| StreamError::Io {
             what: format!("starting {}", self.input.journalctl.display()),

@@ -435,6 +435,51 @@ mod tests {
     }
 
     #[test]
+    fn stream_inputs_are_checked_with_the_rest_of_the_config() {
+        use crate::config::{AgentConfig, AgentMode};
+        let head = "server: {url: http://127.0.0.1:7070}\ndata_dir: /tmp/k\n";
+        let c = AgentConfig::from_yaml(&format!(
+            "{head}inputs:\n  - type: journal\n    directory: /var/log/journal\n  - type: kmsg\n"
+        ))
+        .unwrap();
+        assert_eq!(c.mode, AgentMode::Node);
+        assert_eq!(
+            c.inputs.iter().map(|i| i.name()).collect::<Vec<_>>(),
+            ["journal", "kmsg"]
+        );
+        assert!(c.inputs.iter().all(|i| c.file_input(i).is_none()));
+        // Every problem at once, the events input's mode among them.
+        let err = AgentConfig::from_yaml(&format!(
+            "{head}inputs:\n  - type: journal\n    units: ['']\n  - type: kmsg\n    max_batch_wait: 0s\n\
+             \x20 - type: k8s_events\n    max_batch_events: 0\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "inputs.journal.units",
+            "inputs.kmsg.max_batch_wait",
+            "inputs.k8s_events: max_batch_events",
+            "kestrel agent --mode cluster",
+        ] {
+            assert!(err.contains(needle), "{needle} missing from: {err}");
+        }
+        // Cluster mode, from the file or from --mode: the events input, and only cluster inputs.
+        let events = format!("{head}inputs: [{{type: k8s_events}}]\n");
+        assert!(AgentConfig::from_yaml(&events).is_err());
+        let c = AgentConfig::from_yaml_in_mode(&events, Some(AgentMode::Cluster)).unwrap();
+        assert_eq!(c.mode, AgentMode::Cluster);
+        let c = AgentConfig::from_yaml(&format!("{events}mode: cluster\n")).unwrap();
+        assert_eq!(c.mode, AgentMode::Cluster);
+        let err = AgentConfig::from_yaml_in_mode(
+            &format!("{head}inputs: [{{type: kmsg}}]\n"),
+            Some(AgentMode::Cluster),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("node inputs belong to the DaemonSet"), "{err}");
+    }
+
+    #[test]
     fn a_damaged_checkpoint_is_a_first_start_and_old_streams_are_forgotten() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kmsg.json");

@@ -208,14 +208,21 @@ fn follows_a_real_journal_from_its_end_and_resumes_after_the_acknowledged_cursor
 
     // A restart resumes after the acknowledged entry: only new entries are read. Batches
     // still in the buffer's open segment are sent again with their identities.
+    // More than 10 entries: `journalctl --follow` prints only the last 10 unless told
+    // `--lines=all`, even after a cursor.
+    let later: Vec<String> = (0..25).map(|i| format!("after restart {i}")).collect();
+    let entries: Vec<(&str, &[u8])> = later
+        .iter()
+        .map(|m| ("kubelet.service", m.as_bytes()))
+        .collect();
+    append(&journal, &entries);
     let h = Harness::open(&data, "journal");
     let _run = Running::start(&h, input(&journal));
-    append(&journal, &[("kubelet.service", b"after restart")]);
-    let batches = h.batches_until(|b| messages(b).contains(&"after restart".to_owned()));
+    let batches = h.batches_until(|b| messages(b).contains(later.last().unwrap()));
     let (resent, new): (Vec<_>, Vec<_>) = batches
         .into_iter()
         .partition(|(_, m, _)| first_ids.contains(&m.id));
-    assert_eq!(messages(&new), ["after restart"]);
+    assert_eq!(messages(&new), later);
     assert_eq!(resent.len(), h.buffered().len());
 }
 
