@@ -439,16 +439,11 @@ impl AgentConfig {
                     input.name(),
                 ));
             }
-            match input {
-                InputConfig::PodLogs(p) => {
-                    if p.max_line_bytes < 64 {
-                        problems.push(format!(
-                            "inputs.{}.max_line_bytes must be at least 64",
-                            input.name()
-                        ));
-                    }
-                }
-                _ => {}
+            if matches!(input, InputConfig::PodLogs(p) if p.max_line_bytes < 64) {
+                problems.push(format!(
+                    "inputs.{}.max_line_bytes must be at least 64",
+                    input.name()
+                ));
             }
         }
         if self.batch.max_bytes < 4096 {
@@ -485,7 +480,10 @@ impl AgentConfig {
     /// What to tail for a file input, how its lines read, and the pod log settings the
     /// pipeline uses (neutral ones for inputs that are not pod logs); `None` for the inputs that
     /// are not files (journal, kmsg, Kubernetes events).
-    pub fn file_input(&self, input: &InputConfig) -> Option<(TailConfig, PodLogsInput, LineFormat)> {
+    pub fn file_input(
+        &self,
+        input: &InputConfig,
+    ) -> Option<(TailConfig, PodLogsInput, LineFormat)> {
         let absolute = |p: &str| {
             std::path::absolute(p)
                 .map(|a| a.display().to_string())

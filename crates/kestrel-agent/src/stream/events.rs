@@ -92,10 +92,11 @@ pub fn start(
             };
             let sink = sink.clone();
             let (start, end) = (batch.start, batch.end);
-            let written =
-                tokio::task::spawn_blocking(move || sink.write(STREAM, start, end, records, ticket))
-                    .await
-                    .unwrap_or(Err(BufferError::Closed));
+            let written = tokio::task::spawn_blocking(move || {
+                sink.write(STREAM, start, end, records, ticket)
+            })
+            .await
+            .unwrap_or(Err(BufferError::Closed));
             if let Err(e) = written {
                 if !matches!(e, BufferError::Closed) {
                     error!(input = %name, error = %e, "cannot buffer a batch; stopping this input");

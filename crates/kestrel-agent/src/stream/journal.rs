@@ -74,11 +74,17 @@ pub struct JournalInput {
     #[serde(default)]
     pub start_at: StartAt,
     /// Longest time an entry waits for its batch to fill, like `1s`.
-    #[serde(default = "default_max_batch_wait", deserialize_with = "crate::config::duration")]
+    #[serde(
+        default = "default_max_batch_wait",
+        deserialize_with = "crate::config::duration"
+    )]
     pub max_batch_wait: Duration,
     /// Longest wait before `journalctl` is started again after it exited, like `30s` (the wait
     /// doubles from 100 ms).
-    #[serde(default = "default_max_restart_backoff", deserialize_with = "crate::config::duration")]
+    #[serde(
+        default = "default_max_restart_backoff",
+        deserialize_with = "crate::config::duration"
+    )]
     pub max_restart_backoff: Duration,
 }
 
@@ -328,9 +334,8 @@ impl JournalReader {
         Ok(out
             .stdout
             .split(|&b| b == b'\n')
-            .filter_map(|l| kestrel_parse::parse_journal(l).ok())
-            .filter_map(|e| e.cursor)
-            .last())
+            .rev()
+            .find_map(|l| kestrel_parse::parse_journal(l).ok()?.cursor))
     }
 
     /// One journalctl run, until it exits or the agent stops.
@@ -410,7 +415,10 @@ impl JournalReader {
         let Some((source, seq)) = entry.cursor.as_deref().and_then(cursor_position) else {
             self.reject(
                 "invalid_cursor",
-                format!("journal entry without a usable __CURSOR: {:?}", entry.cursor),
+                format!(
+                    "journal entry without a usable __CURSOR: {:?}",
+                    entry.cursor
+                ),
                 line,
             );
             return;
@@ -419,7 +427,10 @@ impl JournalReader {
         if !self.pending.entries.is_empty() && (!same_source || seq < self.pending.end) {
             // A batch holds one source's increasing numbers, so its range names it alone.
             if seq < self.pending.end && same_source {
-                warn!(input = self.input.name(), seq, "journal sequence number went back");
+                warn!(
+                    input = self.input.name(),
+                    seq, "journal sequence number went back"
+                );
             }
             if self.flush().is_err() {
                 return;

@@ -318,7 +318,10 @@ impl KmsgReader {
                 Read1::Record(r) => self.record(&r),
                 Read1::Overrun => {
                     // The next record read shows how many were lost (its sequence number).
-                    debug!(input = self.input.name(), "kernel log records overwritten before they were read");
+                    debug!(
+                        input = self.input.name(),
+                        "kernel log records overwritten before they were read"
+                    );
                 }
                 Read1::Idle => {
                     if self.pending.since.is_none() {
@@ -360,7 +363,10 @@ impl KmsgReader {
             if seq > expected {
                 let lost = seq - expected;
                 self.metrics.lost.inc_by(lost);
-                warn!(input = self.input.name(), lost, "kernel log records were overwritten before they were read");
+                warn!(
+                    input = self.input.name(),
+                    lost, "kernel log records were overwritten before they were read"
+                );
             } else if seq < expected {
                 // Older than what was read (a file rewritten, a device reset): a batch's range
                 // must only grow, so these are not read again.
@@ -370,7 +376,10 @@ impl KmsgReader {
             if seq > from && from > 0 {
                 let lost = seq - from;
                 self.metrics.lost.inc_by(lost);
-                warn!(input = self.input.name(), lost, "kernel log records were overwritten while the agent was not reading");
+                warn!(
+                    input = self.input.name(),
+                    lost, "kernel log records were overwritten while the agent was not reading"
+                );
             }
         }
         self.expected = Some(seq + 1);
@@ -398,8 +407,10 @@ impl KmsgReader {
             reason: format!("{what}: {reason}"),
             location: Some(self.input.path.display().to_string()),
             size_bytes: record.len() as i64,
-            payload: String::from_utf8_lossy(&record[..record.len().min(DEAD_LETTER_PAYLOAD_BYTES)])
-                .into_owned(),
+            payload: String::from_utf8_lossy(
+                &record[..record.len().min(DEAD_LETTER_PAYLOAD_BYTES)],
+            )
+            .into_owned(),
         });
     }
 

@@ -254,7 +254,11 @@ pub fn not_acknowledged<'a>(
     buffered: &[&'a BatchMeta],
     saved: &SavedPosition,
 ) -> Vec<&'a BatchMeta> {
-    buffered.iter().copied().filter(|m| !saved.covers(m)).collect()
+    buffered
+        .iter()
+        .copied()
+        .filter(|m| !saved.covers(m))
+        .collect()
 }
 
 /// Makes the acknowledgement of a batch left in the disk buffer (re-sent by the shipper, which
@@ -420,11 +424,13 @@ mod tests {
         t2.release();
         t3.release();
         // The first batch is not acknowledged: nothing moves, on disk or for the shipper.
-        let on_disk: SavedPosition = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let on_disk: SavedPosition =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(on_disk.position.as_deref(), Some("c0"));
         assert_eq!(cp.persisted().offset("s"), None);
         t1.release();
-        let on_disk: SavedPosition = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let on_disk: SavedPosition =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(on_disk.position.as_deref(), Some("c3"));
         assert_eq!(on_disk.end("s"), Some(30));
         assert_eq!(cp.persisted().offset("s"), Some(30));
@@ -492,6 +498,9 @@ mod tests {
         let saved = cp.saved();
         assert_eq!(saved.ends.len(), MAX_STREAMS);
         assert_eq!(saved.end("boot-0"), None);
-        assert_eq!(saved.end(&format!("boot-{}", MAX_STREAMS + 4)), Some(MAX_STREAMS as u64 + 4));
+        assert_eq!(
+            saved.end(&format!("boot-{}", MAX_STREAMS + 4)),
+            Some(MAX_STREAMS as u64 + 4)
+        );
     }
 }

@@ -78,8 +78,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 pub use channel::{ChunkReceiver, RecvError};
-pub use checkpoint::{AckHandle, AckOutcome};
 pub(crate) use checkpoint::write_atomically;
+pub use checkpoint::{AckHandle, AckOutcome};
 pub use config::TailConfig;
 pub use identity::FileKey;
 pub use metrics::TailMetrics;

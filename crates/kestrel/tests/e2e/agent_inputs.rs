@@ -174,7 +174,7 @@ fn k8s_event(i: usize) -> Value {
             "resourceVersion": (i + 1).to_string(), "creationTimestamp": "2026-11-23T10:00:00Z"},
         "eventTime": "2026-11-23T10:00:01.000000Z",
         "reportingController": "kubelet", "reportingInstance": "node-1",
-        "action": "Killing", "reason": if i % 2 == 0 { "BackOff" } else { "Killing" },
+        "action": "Killing", "reason": if i.is_multiple_of(2) { "BackOff" } else { "Killing" },
         "type": "Warning", "note": format!("event {i}"),
         "regarding": {"kind": "Pod", "namespace": "shop", "name": "web-1", "uid": "uid-web",
             "apiVersion": "v1"}
@@ -235,7 +235,10 @@ async fn cluster_mode_stores_kubernetes_events_once_through_agent_kills() {
     let api = Arc::new(FakeEvents::default());
     api.events.lock().unwrap().extend((0..3).map(k8s_event));
     let app = axum::Router::new()
-        .route("/apis/events.k8s.io/v1/events", axum::routing::get(events_api))
+        .route(
+            "/apis/events.k8s.io/v1/events",
+            axum::routing::get(events_api),
+        )
         .with_state(Arc::clone(&api));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api_url = format!("http://{}", listener.local_addr().unwrap());
@@ -305,6 +308,9 @@ async fn cluster_mode_stores_kubernetes_events_once_through_agent_kills() {
     let rows = server
         .query("SELECT reason, regarding_name, note FROM k8s_event WHERE uid = 'uid-0'")
         .await;
-    assert_eq!(rows[0], [json!("BackOff"), json!("web-1"), json!("event 0")]);
+    assert_eq!(
+        rows[0],
+        [json!("BackOff"), json!("web-1"), json!("event 0")]
+    );
     assert!(*api.requests.lock().unwrap() > 0);
 }

@@ -190,14 +190,28 @@ fn follows_a_real_journal_from_its_end_and_resumes_after_the_acknowledged_cursor
             meta.id,
             batch_id("node-1", "journal", &meta.stream, meta.start, meta.end)
         );
-        assert_eq!(batch.journal[0].unit.as_deref().map(|u| u.ends_with(".service")), Some(true));
+        assert_eq!(
+            batch.journal[0]
+                .unit
+                .as_deref()
+                .map(|u| u.ends_with(".service")),
+            Some(true)
+        );
     }
     // Nothing acknowledged yet: the checkpoint has not moved.
     assert_eq!(h.checkpoint.saved().position, before_ack);
     for (id, meta, _) in &batches {
         h.ack(*id, meta);
     }
-    let last_cursor = batches.last().unwrap().2.journal.last().unwrap().cursor.clone();
+    let last_cursor = batches
+        .last()
+        .unwrap()
+        .2
+        .journal
+        .last()
+        .unwrap()
+        .cursor
+        .clone();
     wait_until("the checkpoint to pass the acknowledged batches", || {
         h.checkpoint.saved().position == last_cursor
     });
@@ -262,7 +276,15 @@ fn a_batch_left_in_the_disk_buffer_is_not_read_again_under_another_identity() {
     for (id, meta, _) in &again {
         h.ack(*id, meta);
     }
-    let last = again.last().unwrap().2.journal.last().unwrap().cursor.clone();
+    let last = again
+        .last()
+        .unwrap()
+        .2
+        .journal
+        .last()
+        .unwrap()
+        .cursor
+        .clone();
     wait_until("the checkpoint to pass both", || {
         h.checkpoint.saved().position == last
     });
@@ -326,7 +348,10 @@ fn cursors_and_config() {
     };
     assert_eq!(cursor_after(&meta).as_deref(), Some("s=8821e2da;i=1a"));
     let j: JournalInput = serde_yaml_ng::from_str("directory: /var/log/journal").unwrap();
-    assert_eq!(j.units, ["kubelet.service", "containerd.service", "docker.service"]);
+    assert_eq!(
+        j.units,
+        ["kubelet.service", "containerd.service", "docker.service"]
+    );
     assert_eq!(j.start_at, StartAt::End);
     assert!(j.problems().is_empty());
     let bad: JournalInput =

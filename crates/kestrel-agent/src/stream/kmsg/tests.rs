@@ -115,7 +115,10 @@ fn records_from_a_fifo_become_netflow_with_lost_records_counted_and_a_restart_re
     );
     assert_eq!(batch.netflow[0].src_ip.as_deref(), Some("10.244.1.17"));
     assert_eq!(batch.netflow[0].prefix.as_deref(), Some("calico-packet:"));
-    let dead: Vec<_> = batches.iter().flat_map(|(_, _, b)| &b.dead_letters).collect();
+    let dead: Vec<_> = batches
+        .iter()
+        .flat_map(|(_, _, b)| &b.dead_letters)
+        .collect();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].payload, "not a kmsg record");
     let m = h.input_metrics();
@@ -164,7 +167,10 @@ fn the_first_start_skips_what_was_logged_before() {
             .filter_map(Result::ok)
             .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|p| p == file))
     });
-    let mut f = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
     f.write_all(packet(3, 82).as_bytes()).unwrap();
     let batches = h.batches_until(|b| !ports(b).is_empty());
     assert_eq!(ports(&batches), [82]);
