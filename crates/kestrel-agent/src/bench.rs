@@ -66,7 +66,7 @@ pub fn run_null_sink(
         dir.join("pods").display()
     );
     let config = AgentConfig::from_yaml(&yaml).map_err(|e| AgentError::Config(e.to_string()))?;
-    let (mut tail, input, _) = config.file_input(&config.inputs[0]);
+    let (mut tail, input, _) = config.file_input(&config.inputs[0]).expect("a file input");
     tail.inotify = false;
     let checkpoints = dir.join("bench-checkpoints.json");
     let _ = std::fs::remove_file(&checkpoints);

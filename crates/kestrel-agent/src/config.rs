@@ -43,6 +43,30 @@ pub struct AgentConfig {
     /// Address of the agent's own `/healthz` and `/metrics`; `null` turns them off.
     #[serde(default = "default_listen")]
     pub listen: Option<SocketAddr>,
+    /// `node` (a DaemonSet: this node's logs) or `cluster` (one agent per cluster: Kubernetes
+    /// events); `kestrel agent --mode` overrides it.
+    #[serde(default)]
+    pub mode: AgentMode,
+}
+
+/// What an agent collects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentMode {
+    /// One agent per node (DaemonSet): the node's files, journal and kernel log.
+    #[default]
+    Node,
+    /// One agent per cluster (a single-replica Deployment): cluster-wide sources.
+    Cluster,
+}
+
+impl AgentMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            AgentMode::Node => "node",
+            AgentMode::Cluster => "cluster",
+        }
+    }
 }
 
 /// The Kestrel server the agent ships to.
@@ -86,6 +110,13 @@ pub enum InputConfig {
     /// kern.log: netfilter packet lines (iptables/nftables `LOG`, Calico policy logging) become
     /// `netflow` records.
     KernLog(KernLogInput),
+    /// The systemd journal (`journalctl -o json --follow`) → `journal` records.
+    Journal(crate::stream::journal::JournalInput),
+    /// The kernel log device `/dev/kmsg`: netfilter packet lines → `netflow` records.
+    Kmsg(crate::stream::kmsg::KmsgInput),
+    /// Kubernetes events of the whole cluster (`events.k8s.io/v1` watch) → `k8s_event`
+    /// records; cluster mode only.
+    K8sEvents(crate::kube::K8sEventsInput),
 }
 
 impl InputConfig {
@@ -95,6 +126,17 @@ impl InputConfig {
             InputConfig::PodLogs(p) => p.name.as_deref().unwrap_or("pod_logs"),
             InputConfig::AuditFiles(a) => a.name.as_deref().unwrap_or("audit_files"),
             InputConfig::KernLog(k) => k.name.as_deref().unwrap_or("kern_log"),
+            InputConfig::Journal(j) => j.name(),
+            InputConfig::Kmsg(k) => k.name(),
+            InputConfig::K8sEvents(e) => e.name(),
+        }
+    }
+
+    /// The mode the input runs in.
+    pub fn mode(&self) -> AgentMode {
+        match self {
+            InputConfig::K8sEvents(_) => AgentMode::Cluster,
+            _ => AgentMode::Node,
         }
     }
 }
@@ -301,7 +343,7 @@ fn default_buffer_segment_bytes() -> u64 {
 }
 
 /// A duration written with a unit, like `30s` or `5m`.
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     humantime::parse_duration(&s)
         .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
@@ -310,8 +352,19 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 impl AgentConfig {
     /// Parses YAML and checks it; every problem is listed in the error.
     pub fn from_yaml(text: &str) -> Result<AgentConfig, ConfigError> {
-        let config: AgentConfig =
+        Self::from_yaml_in_mode(text, None)
+    }
+
+    /// Parses YAML, sets `mode` when given (the `--mode` flag), and checks the result.
+    pub fn from_yaml_in_mode(
+        text: &str,
+        mode: Option<AgentMode>,
+    ) -> Result<AgentConfig, ConfigError> {
+        let mut config: AgentConfig =
             serde_yaml_ng::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
+        if let Some(mode) = mode {
+            config.mode = mode;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -344,10 +397,35 @@ impl AgentConfig {
                     input.name()
                 ));
             }
+            if input.mode() != self.mode {
+                problems.push(format!(
+                    "inputs.{}: a {} input runs in {} mode, and this agent runs in {} mode{}",
+                    input.name(),
+                    input_type(input),
+                    input.mode().as_str(),
+                    self.mode.as_str(),
+                    match input.mode() {
+                        AgentMode::Cluster => " (run one `kestrel agent --mode cluster` per cluster: every node would ship the same events)",
+                        AgentMode::Node => " (node inputs belong to the DaemonSet's agents)",
+                    }
+                ));
+            }
             let (max_line_bytes, pattern) = match input {
                 InputConfig::PodLogs(p) => (p.max_line_bytes, None),
                 InputConfig::AuditFiles(a) => (a.max_line_bytes, Some(&a.path)),
                 InputConfig::KernLog(k) => (default_max_line_bytes(), Some(&k.path)),
+                InputConfig::Journal(j) => {
+                    problems.extend(j.problems());
+                    continue;
+                }
+                InputConfig::Kmsg(k) => {
+                    problems.extend(k.problems());
+                    continue;
+                }
+                InputConfig::K8sEvents(e) => {
+                    problems.extend(e.problems().into_iter().map(|p| format!("inputs.{p}")));
+                    continue;
+                }
             };
             if let Some(p) = pattern {
                 if let Err(e) = glob::Pattern::new(p) {
@@ -361,16 +439,11 @@ impl AgentConfig {
                     input.name(),
                 ));
             }
-            match input {
-                InputConfig::AuditFiles(_) | InputConfig::KernLog(_) => {}
-                InputConfig::PodLogs(p) => {
-                    if p.max_line_bytes < 64 {
-                        problems.push(format!(
-                            "inputs.{}.max_line_bytes must be at least 64",
-                            input.name()
-                        ));
-                    }
-                }
+            if matches!(input, InputConfig::PodLogs(p) if p.max_line_bytes < 64) {
+                problems.push(format!(
+                    "inputs.{}.max_line_bytes must be at least 64",
+                    input.name()
+                ));
             }
         }
         if self.batch.max_bytes < 4096 {
@@ -405,8 +478,12 @@ impl AgentConfig {
     }
 
     /// What to tail for a file input, how its lines read, and the pod log settings the
-    /// pipeline uses (neutral ones for inputs that are not pod logs).
-    pub fn file_input(&self, input: &InputConfig) -> (TailConfig, PodLogsInput, LineFormat) {
+    /// pipeline uses (neutral ones for inputs that are not pod logs); `None` for the inputs that
+    /// are not files (journal, kmsg, Kubernetes events).
+    pub fn file_input(
+        &self,
+        input: &InputConfig,
+    ) -> Option<(TailConfig, PodLogsInput, LineFormat)> {
         let absolute = |p: &str| {
             std::path::absolute(p)
                 .map(|a| a.display().to_string())
@@ -441,12 +518,27 @@ impl AgentConfig {
                     utc_offset_secs: k.utc_offset_secs,
                 },
             ),
+            InputConfig::Journal(_) | InputConfig::Kmsg(_) | InputConfig::K8sEvents(_) => {
+                return None
+            }
         };
         let mut tail = TailConfig::new([pattern]);
         tail.max_line_bytes = pods.max_line_bytes;
         tail.max_chunk_bytes = self.batch.max_bytes;
         tail.scan_interval = pods.scan_interval;
-        (tail, pods, format)
+        Some((tail, pods, format))
+    }
+}
+
+/// The `type` of an input, as written in the configuration.
+fn input_type(input: &InputConfig) -> &'static str {
+    match input {
+        InputConfig::PodLogs(_) => "pod_logs",
+        InputConfig::AuditFiles(_) => "audit_files",
+        InputConfig::KernLog(_) => "kern_log",
+        InputConfig::Journal(_) => "journal",
+        InputConfig::Kmsg(_) => "kmsg",
+        InputConfig::K8sEvents(_) => "k8s_events",
     }
 }
 

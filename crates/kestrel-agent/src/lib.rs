@@ -15,6 +15,8 @@
 //! - [`config`]: the YAML configuration.
 //! - [`metrics`]: `/metrics` and `/healthz`.
 //! - [`kube`]: Kubernetes pod metadata and the Kubernetes events input.
+//! - [`stream`]: the inputs that are not files (systemd journal, `/dev/kmsg`, Kubernetes
+//!   events in cluster mode).
 
 pub mod bench;
 pub mod buffer;
@@ -23,6 +25,7 @@ pub mod kube;
 pub mod metrics;
 pub mod pipeline;
 pub mod ship;
+pub mod stream;
 pub mod tail;
 
 use std::collections::HashMap;
@@ -49,6 +52,8 @@ pub enum AgentError {
     Buffer(#[from] buffer::BufferError),
     #[error(transparent)]
     Tail(#[from] tail::TailError),
+    #[error(transparent)]
+    Stream(#[from] stream::StreamError),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -58,6 +63,9 @@ pub struct Agent {
     stop: Arc<AtomicBool>,
     tailers: Vec<Tailer>,
     pipelines: Vec<JoinHandle<()>>,
+    /// The journal, kmsg and Kubernetes events inputs, and their stop signal.
+    streams: Vec<stream::StreamTask>,
+    stream_stop: Arc<AtomicBool>,
     shippers: Vec<tokio::task::JoinHandle<()>>,
     shipper: Arc<Shipper>,
     buffer: Arc<DiskBuffer>,
@@ -124,8 +132,13 @@ impl Agent {
             .node_name()
             .or_else(|| node.clone())
             .unwrap_or_else(|| agent_name.clone());
+        // The node-scoped pod watch enriches container logs, which only node agents read.
+        let pod_client = match config.mode {
+            config::AgentMode::Node => kube_client.clone(),
+            config::AgentMode::Cluster => None,
+        };
         let (pod_metadata, kube_watches) =
-            kube::PodMetadataStore::start(&config.kubernetes, kube_client, &watched_node);
+            kube::PodMetadataStore::start(&config.kubernetes, pod_client, &watched_node);
         let metrics = Arc::new(AgentMetrics::default());
         let in_flight = Arc::new(InFlight::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -134,13 +147,43 @@ impl Agent {
         let mut resume_by_input = HashMap::new();
         let mut tail_metrics = Vec::new();
         let mut persisted = HashMap::new();
+        let stream_stop = Arc::new(AtomicBool::new(false));
+        let mut streams = Vec::new();
         for input in &config.inputs {
             let name = input.name().to_string();
             let resume = Arc::new(ResumeRanges::new(&name, &buffered));
             resume_by_input.insert(name.clone(), Arc::clone(&resume));
-            let (tail_config, pods, format) = config.file_input(input);
             let checkpoints = config.data_dir.join("checkpoints");
             std::fs::create_dir_all(&checkpoints)?;
+            let Some((tail_config, pods, format)) = config.file_input(input) else {
+                let sink = stream::BatchSink {
+                    identity: AgentIdentity {
+                        agent: agent_name.clone(),
+                        node: node.clone(),
+                        cluster: config.cluster.clone(),
+                    },
+                    input: name.clone(),
+                    buffer: Arc::clone(&buffer),
+                    in_flight: Arc::clone(&in_flight),
+                    metrics: Arc::clone(&metrics),
+                    zstd_level: config.batch.zstd_level,
+                };
+                let (tasks, input_persisted) = stream::start_input(
+                    input,
+                    stream::StreamContext {
+                        sink,
+                        checkpoints: &checkpoints,
+                        buffered: &buffered,
+                        resume: &resume,
+                        max_batch_bytes: config.batch.max_bytes,
+                        stop: Arc::clone(&stream_stop),
+                        kube_client: kube_client.clone(),
+                    },
+                )?;
+                streams.extend(tasks);
+                persisted.insert(name.clone(), input_persisted);
+                continue;
+            };
             let (tailer, chunks) =
                 Tailer::start(tail_config, checkpoints.join(format!("{name}.json")))?;
             tail_metrics.push((name.clone(), tailer.metrics()));
@@ -229,6 +272,8 @@ impl Agent {
             stop,
             tailers,
             pipelines,
+            streams,
+            stream_stop,
             shippers,
             shipper,
             buffer,
@@ -261,6 +306,7 @@ impl Agent {
         // No new batches (a pipeline waiting for room in a full buffer returns at once); the
         // tailers stop once their channels fill.
         self.buffer.close_writes();
+        self.stream_stop.store(true, Ordering::Release);
         let deadline = tokio::time::Instant::now() + grace;
         while tokio::time::Instant::now() < deadline
             && (self.shipper.sending() > 0 || self.buffer.records() > self.shipper.retiring())
@@ -277,8 +323,17 @@ impl Agent {
             }
         }
         let pipelines = std::mem::take(&mut self.pipelines);
+        let mut stream_threads = Vec::new();
+        for s in self.streams.drain(..) {
+            match s {
+                stream::StreamTask::Thread(t) => stream_threads.push(t),
+                // Unacknowledged batches are in the buffer, and the checkpoints only cover
+                // acknowledged ones: stopping a watch anywhere loses nothing.
+                stream::StreamTask::Task(t) => t.abort(),
+            }
+        }
         let _ = tokio::task::spawn_blocking(move || {
-            for p in pipelines {
+            for p in pipelines.into_iter().chain(stream_threads) {
                 let _ = p.join();
             }
         })
@@ -295,7 +350,7 @@ impl Agent {
     }
 }
 
-fn buffer_batch(
+pub(crate) fn buffer_batch(
     buffer: &DiskBuffer,
     in_flight: &InFlight,
     metrics: &AgentMetrics,

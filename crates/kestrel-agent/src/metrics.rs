@@ -12,6 +12,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
@@ -42,6 +43,46 @@ pub struct AgentMetrics {
     pub retries: Counter,
     /// Bytes sent (compressed).
     pub sent_bytes: Counter,
+    /// Counters of the inputs that are not files, labelled by input.
+    pub inputs: InputFamilies,
+}
+
+type InputLabels = Vec<(String, String)>;
+
+/// Per-input counters of the journal, kmsg and Kubernetes events inputs.
+#[derive(Debug, Default)]
+pub struct InputFamilies {
+    records: Family<InputLabels, Counter>,
+    errors: Family<InputLabels, Counter>,
+    lost: Family<InputLabels, Counter>,
+    restarts: Family<InputLabels, Counter>,
+}
+
+/// The counters of one input that is not a file; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct InputMetrics {
+    /// Records (journal entries, kernel records, events) read.
+    pub records: Counter,
+    /// Records that could not be parsed (sent as dead letters) and read errors.
+    pub errors: Counter,
+    /// Records known to be lost before they could be read (kernel ring buffer overwritten).
+    pub lost: Counter,
+    /// Restarts of the input's reader (`journalctl` exits, reopened devices, watch retries).
+    pub restarts: Counter,
+}
+
+impl AgentMetrics {
+    /// The counters of input `name` (created on first use).
+    pub fn input(&self, name: &str) -> InputMetrics {
+        let labels = vec![("input".to_owned(), name.to_owned())];
+        let f = &self.inputs;
+        InputMetrics {
+            records: f.records.get_or_create(&labels).clone(),
+            errors: f.errors.get_or_create(&labels).clone(),
+            lost: f.lost.get_or_create(&labels).clone(),
+            restarts: f.restarts.get_or_create(&labels).clone(),
+        }
+    }
 }
 
 /// Values read at scrape time from the tailers and the buffer.
@@ -203,6 +244,27 @@ pub fn registry(
         "kestrel_agent_sent_bytes",
         "compressed bytes sent",
         &metrics.sent_bytes,
+    );
+    let inputs = &metrics.inputs;
+    r.register(
+        "kestrel_agent_input_records",
+        "records read by the journal, kmsg and Kubernetes events inputs",
+        inputs.records.clone(),
+    );
+    r.register(
+        "kestrel_agent_input_errors",
+        "records of those inputs that could not be parsed (sent as dead letters), and read errors",
+        inputs.errors.clone(),
+    );
+    r.register(
+        "kestrel_agent_input_lost_records",
+        "records lost before they could be read (kernel ring buffer overwritten)",
+        inputs.lost.clone(),
+    );
+    r.register(
+        "kestrel_agent_input_restarts",
+        "restarts of an input's reader (journalctl exits, watch failures)",
+        inputs.restarts.clone(),
     );
     r.register_collector(Box::new(LiveCollector { tails, buffer }));
     r

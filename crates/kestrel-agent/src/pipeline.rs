@@ -28,22 +28,38 @@ use crate::kube::PodMetadataStore;
 use crate::metrics::AgentMetrics;
 use crate::tail::{AckHandle, Chunk, FileKey};
 
-/// Waits for the batches holding a chunk's lines; acknowledges the chunk to the tailer when
-/// the last one is acknowledged.
+/// Waits for the batches holding a chunk's lines (or, for inputs that are not files, a
+/// batch's position); acknowledges it when the last one is acknowledged.
 pub struct Ticket {
-    file: FileKey,
-    end: u64,
     remaining: AtomicUsize,
-    tailer: AckHandle,
+    target: AckTarget,
+}
+
+/// Whom a ticket acknowledges.
+enum AckTarget {
+    /// A tailed file's chunk ending at `end`.
+    File {
+        file: FileKey,
+        end: u64,
+        tailer: AckHandle,
+    },
+    /// The checkpoint of an input that is not a file (journal, kmsg, Kubernetes events).
+    Position(Box<dyn OnAck>),
+}
+
+/// Called when every batch a ticket waits for is acknowledged by the server.
+pub trait OnAck: Send + Sync + std::fmt::Debug {
+    fn acknowledged(&self);
 }
 
 impl std::fmt::Debug for Ticket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ticket")
-            .field("file", &self.file)
-            .field("end", &self.end)
-            .field("remaining", &self.remaining)
-            .finish()
+        let mut d = f.debug_struct("Ticket");
+        match &self.target {
+            AckTarget::File { file, end, .. } => d.field("file", file).field("end", end),
+            AckTarget::Position(p) => d.field("position", p),
+        };
+        d.field("remaining", &self.remaining).finish()
     }
 }
 
@@ -51,10 +67,17 @@ impl Ticket {
     fn new(file: FileKey, end: u64, tailer: AckHandle) -> Arc<Ticket> {
         // One reference held by the pipeline until it has handed the chunk out.
         Arc::new(Ticket {
-            file,
-            end,
             remaining: AtomicUsize::new(1),
-            tailer,
+            target: AckTarget::File { file, end, tailer },
+        })
+    }
+
+    /// A ticket that calls `target` once acknowledged; the caller holds it once (release that
+    /// hold when the batches are handed out).
+    pub fn for_position(target: Box<dyn OnAck>) -> Arc<Ticket> {
+        Arc::new(Ticket {
+            remaining: AtomicUsize::new(1),
+            target: AckTarget::Position(target),
         })
     }
 
@@ -66,7 +89,12 @@ impl Ticket {
     /// One holder is done.
     pub fn release(&self) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.tailer.ack(self.file, self.end);
+            match &self.target {
+                AckTarget::File { file, end, tailer } => {
+                    tailer.ack(*file, *end);
+                }
+                AckTarget::Position(p) => p.acknowledged(),
+            }
         }
     }
 }
@@ -111,7 +139,7 @@ impl ResumeRanges {
 
     /// If `[start, end)` of `stream` lies in a buffered batch's range, makes `ticket` wait for
     /// that batch (unless already acknowledged) and returns true.
-    fn cover(&self, stream: &str, start: u64, end: u64, ticket: &Arc<Ticket>) -> bool {
+    pub(crate) fn cover(&self, stream: &str, start: u64, end: u64, ticket: &Arc<Ticket>) -> bool {
         let mut ranges = self.ranges.lock().unwrap_or_else(|p| p.into_inner());
         let Some(list) = ranges.get_mut(stream) else {
             return false;
@@ -668,7 +696,7 @@ mod tests {
             dir.join("pods").display()
         );
         let config = AgentConfig::from_yaml(&yaml).unwrap();
-        let (mut tail, input, _) = config.file_input(&config.inputs[0]);
+        let (mut tail, input, _) = config.file_input(&config.inputs[0]).expect("a file input");
         tail.max_chunk_bytes = max_chunk;
         tail.inotify = false;
         let (tailer, rx) = Tailer::start(tail, dir.join("checkpoints.json")).unwrap();

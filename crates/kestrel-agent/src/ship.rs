@@ -48,7 +48,7 @@ impl InFlight {
         }
     }
 
-    fn acked(&self, id: RecordId) {
+    pub(crate) fn acked(&self, id: RecordId) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         match inner.tickets.remove(&id) {
             Some(tickets) => {

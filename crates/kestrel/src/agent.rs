@@ -1,12 +1,13 @@
-//! `kestrel agent`: the node agent from a configuration file, until SIGTERM or Ctrl-C.
+//! `kestrel agent`: the node agent (or, with `--mode cluster`, the cluster agent) from a
+//! configuration file, until SIGTERM or Ctrl-C.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use kestrel_agent::config::AgentConfig;
+use kestrel_agent::config::{AgentConfig, AgentMode};
 use kestrel_agent::Agent;
 
-use crate::cli::AgentArgs;
+use crate::cli::{AgentArgs, AgentModeArg};
 
 /// Time given to batches in flight at shutdown before the agent stops (they stay in the disk
 /// buffer otherwise).
@@ -15,8 +16,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub async fn run(args: AgentArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
-    let config =
-        AgentConfig::from_yaml(&text).with_context(|| format!("in {}", args.config.display()))?;
+    let mode = args.mode.map(|m| match m {
+        AgentModeArg::Node => AgentMode::Node,
+        AgentModeArg::Cluster => AgentMode::Cluster,
+    });
+    let config = AgentConfig::from_yaml_in_mode(&text, mode)
+        .with_context(|| format!("in {}", args.config.display()))?;
     if args.check {
         eprintln!("{}: the configuration is valid", args.config.display());
         return Ok(());

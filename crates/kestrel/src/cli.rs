@@ -72,6 +72,17 @@ pub struct AgentArgs {
     /// Only check the configuration and print what is wrong with it.
     #[arg(long)]
     pub check: bool,
+    /// `node` (a DaemonSet: this node's logs, journal and kernel log) or `cluster` (one agent
+    /// per cluster: Kubernetes events); overrides the configuration's `mode`.
+    #[arg(long, value_enum)]
+    pub mode: Option<AgentModeArg>,
+}
+
+/// What an agent collects (`--mode`).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AgentModeArg {
+    Node,
+    Cluster,
 }
 
 #[derive(Debug, Args)]

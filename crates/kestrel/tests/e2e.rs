@@ -7,6 +7,8 @@
 //!
 //! - `agent`: `kestrel agent` processes ship pod logs exactly once through agent crashes, a
 //!   server outage and a full disk buffer.
+//! - `agent_inputs`: the journal (real journal files), kmsg and Kubernetes events (cluster
+//!   mode) inputs, exactly once through agent crashes.
 //! - `crash`: SIGKILL and SIGTERM in the middle of a stream of webhook batches.
 //! - `malformed`: broken bodies and items are refused or dead-lettered, good events kept.
 //! - `redaction`: Secret values and tokens reach no answer and no file.
@@ -24,6 +26,8 @@ mod events;
 
 #[path = "e2e/agent.rs"]
 mod agent;
+#[path = "e2e/agent_inputs.rs"]
+mod agent_inputs;
 #[path = "e2e/alerts.rs"]
 mod alerts;
 #[path = "e2e/auth.rs"]

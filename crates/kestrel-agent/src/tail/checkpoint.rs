@@ -391,23 +391,25 @@ pub(crate) fn read_checkpoints(path: &Path) -> Result<CheckpointFile, TailError>
 
 /// Writes the checkpoint file atomically (tmp, fsync, rename, fsync of the directory).
 pub(crate) fn write_checkpoints(path: &Path, file: &CheckpointFile) -> Result<(), TailError> {
-    let io_err = |source| TailError::Checkpoint {
+    let bytes = serde_json::to_vec(file).expect("checkpoints always serialize");
+    write_atomically(path, &bytes).map_err(|source| TailError::Checkpoint {
         path: path.to_path_buf(),
         source,
-    };
-    let bytes = serde_json::to_vec(file).expect("checkpoints always serialize");
+    })
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old or the new content, never a
+/// mix: a temporary file, fsync, rename, fsync of the directory.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = tmp_path(path);
     {
-        let mut f = File::create(&tmp).map_err(io_err)?;
-        f.write_all(&bytes).map_err(io_err)?;
-        f.sync_all().map_err(io_err)?;
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
     }
-    fs::rename(&tmp, path).map_err(io_err)?;
+    fs::rename(&tmp, path)?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    File::open(dir.unwrap_or(Path::new(".")))
-        .and_then(|d| d.sync_all())
-        .map_err(io_err)?;
-    Ok(())
+    File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
 }
 
 fn tmp_path(path: &Path) -> PathBuf {

@@ -78,6 +78,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 pub use channel::{ChunkReceiver, RecvError};
+pub(crate) use checkpoint::write_atomically;
 pub use checkpoint::{AckHandle, AckOutcome};
 pub use config::TailConfig;
 pub use identity::FileKey;
@@ -215,10 +216,16 @@ impl PersistedCheckpoints {
     }
 
     fn record(&self, snapshot: &checkpoint::CheckpointFile) {
-        let mut offsets = self.offsets.lock().unwrap();
-        offsets.clear();
-        offsets.extend(snapshot.files.iter().map(|f| (f.key.clone(), f.offset)));
-        drop(offsets);
+        self.record_offsets(snapshot.files.iter().map(|f| (f.key.clone(), f.offset)));
+    }
+
+    /// A checkpoint write completed with these offsets by stream (inputs that are not files
+    /// keep their own checkpoint files and report them here).
+    pub fn record_offsets(&self, offsets: impl IntoIterator<Item = (String, u64)>) {
+        let mut map = self.offsets.lock().unwrap();
+        map.clear();
+        map.extend(offsets);
+        drop(map);
         self.writes.fetch_add(1, Ordering::AcqRel);
     }
 }

@@ -15,14 +15,21 @@ use crate::harness::{wait_for, TestServer, KESTREL};
 /// A `kestrel agent` child process, killed when dropped.
 pub struct TestAgent {
     config: PathBuf,
+    args: Vec<String>,
     log: PathBuf,
     child: Option<Child>,
 }
 
 impl TestAgent {
     pub fn start(config: &Path) -> TestAgent {
+        TestAgent::start_with_args(config, &[])
+    }
+
+    /// Starts `kestrel agent -c CONFIG ARGS...`.
+    pub fn start_with_args(config: &Path, args: &[&str]) -> TestAgent {
         let mut agent = TestAgent {
             config: config.to_path_buf(),
+            args: args.iter().map(|a| a.to_string()).collect(),
             log: config.with_extension("log"),
             child: None,
         };
@@ -40,6 +47,7 @@ impl TestAgent {
             .arg("agent")
             .arg("-c")
             .arg(&self.config)
+            .args(&self.args)
             .env_remove("KESTREL_TOKEN")
             .env("KESTREL_LOG", "info")
             .stdin(Stdio::null())
