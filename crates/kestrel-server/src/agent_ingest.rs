@@ -9,11 +9,15 @@
 //! advance its checkpoints. A batch sent again (the agent never saw the answer) is stored once:
 //! its identity is derived from its content, and the store remembers identities it stored.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 
+use kestrel_alert::{EventRef, NewAlert};
 use kestrel_event::{batch_id, IngestBatch, INGEST_FORMAT_VERSION};
-use kestrel_store::{StoreError, TableRows};
+use kestrel_rules::Event;
+use kestrel_store::{StoreError, Table, TableRows};
 use serde::Serialize;
+use tracing::warn;
 
 use crate::ingest::{observe_sender, parse_config, store_batch, store_dead_letters};
 use crate::metrics::source;
@@ -129,6 +133,7 @@ pub async fn store_agent_batch(
     .expect("building arrow batches does not panic");
     let origin = batch.origin.clone();
     let sources: Vec<&'static str> = tables.iter().map(|(t, _)| t.name()).collect();
+    let mut fresh_tables = Vec::new();
     for (table, rows) in tables {
         let outcome = state
             .store
@@ -140,6 +145,17 @@ pub async fn store_agent_batch(
             .await?;
         summary.accepted += outcome.written;
         summary.duplicates += outcome.duplicates;
+        if outcome.written > 0 {
+            fresh_tables.push(table);
+        }
+    }
+    // Rules run on records stored now, never on a re-sent batch's.
+    if !fresh_tables.is_empty() {
+        let state2 = state.clone();
+        summary.alerts +=
+            tokio::task::spawn_blocking(move || detect_records(&state2, &batch, &fresh_tables))
+                .await
+                .expect("detection does not panic");
     }
     // Counted here, before the audit lines: the audit pipeline counts those under its own
     // source, `agent_audit_file`.
@@ -192,6 +208,117 @@ pub async fn store_agent_batch(
         );
     }
     Ok(summary)
+}
+
+/// Runs the rules over the records of `batch` in the `fresh` tables and records the alerts;
+/// returns how many alerts were new or re-opened.
+fn detect_records(state: &AppState, batch: &IngestBatch, fresh: &[Table]) -> usize {
+    let o = Some(&batch.origin);
+    let mut events: Vec<Event<'_>> = Vec::new();
+    for table in fresh {
+        match table {
+            Table::ContainerLog => events.extend(
+                batch
+                    .container_logs
+                    .iter()
+                    .map(|r| Event::ContainerLog(r, o)),
+            ),
+            Table::Ingress => events.extend(batch.ingress.iter().map(|r| Event::Ingress(r, o))),
+            Table::Dns => events.extend(batch.dns.iter().map(|r| Event::Dns(r, o))),
+            Table::Netflow => events.extend(batch.netflow.iter().map(|r| Event::Netflow(r, o))),
+            Table::Journal => events.extend(batch.journal.iter().map(|r| Event::Journal(r, o))),
+            Table::K8sEvent => {
+                events.extend(batch.k8s_events.iter().map(|r| Event::K8sEvent(r, o)))
+            }
+            _ => {}
+        }
+    }
+    if events.is_empty() {
+        return 0;
+    }
+    let arrived = kestrel_event::time::now_nanos();
+    let rules = state.rules.load();
+    let mut alerts = Vec::new();
+    state.detection.evaluate(
+        &rules,
+        events.into_iter().map(|e| {
+            let t = e.time().unwrap_or(arrived);
+            (e, t)
+        }),
+        |event, m| alerts.push(record_alert(state, batch, event, m, arrived)),
+    );
+    let mut new_alerts = 0;
+    for alert in alerts {
+        state.metrics.rule_matches.inc();
+        match state.alerting.record(&alert) {
+            Ok((_, true)) => {
+                new_alerts += 1;
+                state.metrics.alerts_notified.inc();
+            }
+            Ok((_, false)) => {}
+            Err(e) => warn!(error = %e, rule = %alert.rule, "cannot record alert"),
+        }
+    }
+    new_alerts
+}
+
+/// The alert of a rule match on an agent record: labelled with the cluster, node and pod it
+/// came from, linked to the batch's rows.
+fn record_alert(
+    state: &AppState,
+    batch: &IngestBatch,
+    event: &Event<'_>,
+    m: kestrel_rules::RuleMatch,
+    arrived: i64,
+) -> NewAlert {
+    let mut labels = BTreeMap::new();
+    labels.insert("rule".to_string(), m.rule.clone());
+    labels.insert("priority".to_string(), m.priority.to_string());
+    labels.insert("source".to_string(), m.source.clone());
+    if !m.tags.is_empty() {
+        let mut tags = m.tags.clone();
+        tags.sort();
+        labels.insert("tags".to_string(), tags.join(","));
+    }
+    let origin = &batch.origin;
+    if let Some(cluster) = origin.cluster.as_ref().or(state.config.cluster.as_ref()) {
+        labels.insert("cluster".to_string(), cluster.clone());
+    }
+    if let Some(node) = &origin.node {
+        labels.insert("node".to_string(), node.clone());
+    }
+    if let Some(pod) = event.pod() {
+        if let Some(ns) = &pod.namespace {
+            labels.insert("namespace".to_string(), ns.clone());
+        }
+        if let Some(name) = &pod.pod {
+            labels.insert("pod".to_string(), name.clone());
+        }
+    }
+    let table = event.source().table();
+    let mut annotations = m.output_fields;
+    if m.count > 1 {
+        annotations.insert("match_count".to_string(), m.count.to_string());
+    }
+    NewAlert {
+        rule: m.rule,
+        priority: m.priority.to_string(),
+        source: m.source,
+        output: m.output,
+        tags: m.tags,
+        labels,
+        annotations,
+        event: Some(EventRef {
+            table: table.into(),
+            id: batch.id.clone(),
+            query: format!(
+                "SELECT * FROM {table} WHERE batch_id = '{}' ORDER BY time",
+                batch.id.replace('\'', "''")
+            ),
+        }),
+        time: event.time().unwrap_or(arrived),
+        generator_url: None,
+    }
 }
 
 #[cfg(test)]

