@@ -18,6 +18,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::config::Dialect;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -32,6 +33,7 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -118,7 +120,7 @@ pub enum QueryError {
 /// Checks that `sql` is a single read-only query, and says what it is otherwise. It uses
 /// DataFusion's own parser, so its extensions (`CREATE EXTERNAL TABLE`, `COPY`) are seen too.
 pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
-    let statements = DFParser::parse_sql(sql)
+    let statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})
         .map_err(|e| QueryError::Invalid(format!("sql does not parse: {}", e.strip_backtrace())))?;
     match statements.len() {
         0 => Err(QueryError::Invalid("empty query".into())),
@@ -249,9 +251,12 @@ impl Store {
             .with_memory_limit(opts.memory_limit_bytes, 1.0)
             .build_arc()
             .map_err(classify)?;
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(2);
+        // PostgreSQL's dialect rather than the generic one, whose projection trailing commas
+        // read `SELECT pod, cluster FROM t` as `SELECT pod, CLUSTER ...` and fail.
+        config.options_mut().sql_parser.dialect = Dialect::PostgreSQL;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         for table in Table::ALL {
             let (files, batches) = self.snapshot(table);

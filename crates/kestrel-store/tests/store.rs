@@ -727,3 +727,24 @@ async fn falco_events_are_a_table_stored_once_per_uuid_across_restarts() {
     );
     assert!(Table::from_name("falco").is_some());
 }
+
+/// `cluster` (and other words that start a clause in some dialects) work as plain column names
+/// anywhere in a select list.
+#[tokio::test]
+async fn cluster_is_a_column_name_anywhere_in_a_select_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).unwrap();
+    let mut r = record("c-1", "ResponseComplete", T0, "alice");
+    r.cluster = Some("prod".into());
+    store.append(TableRows::Audit(vec![r])).await.unwrap();
+    for sql in [
+        "SELECT user_name, cluster FROM audit",
+        "SELECT cluster, user_name FROM audit",
+        "SELECT user_name, cluster AS c FROM audit WHERE cluster = 'prod'",
+    ] {
+        let r = store.query(sql, &QueryOptions::default()).await;
+        let r = r.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(r.rows.len(), 1, "{sql}");
+        assert!(r.rows[0].contains(&json!("prod")), "{sql}: {:?}", r.rows);
+    }
+}
