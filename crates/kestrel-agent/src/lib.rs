@@ -22,6 +22,7 @@ pub mod config;
 pub mod kube;
 pub mod metrics;
 pub mod pipeline;
+pub mod process;
 pub mod ship;
 pub mod tail;
 
@@ -39,6 +40,9 @@ use crate::metrics::AgentMetrics;
 use crate::pipeline::{AgentIdentity, PendingBatch, PodLogPipeline, ResumeRanges};
 use crate::ship::{InFlight, Shipper};
 use crate::tail::Tailer;
+
+/// How often a pipeline checks for multiline records whose timeout passed.
+const MULTILINE_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Errors that stop the agent.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +143,9 @@ impl Agent {
             let resume = Arc::new(ResumeRanges::new(&name, &buffered));
             resume_by_input.insert(name.clone(), Arc::clone(&resume));
             let (tail_config, pods, format) = config.file_input(input);
+            let processing = config
+                .processing(input)
+                .map_err(|e| AgentError::Config(e.to_string()))?;
             let checkpoints = config.data_dir.join("checkpoints");
             std::fs::create_dir_all(&checkpoints)?;
             let (tailer, chunks) =
@@ -157,7 +164,8 @@ impl Agent {
                 tailer.ack_handle(),
                 Arc::clone(&metrics),
             )
-            .with_format(format);
+            .with_format(format)
+            .with_processing(processing);
             if format == pipeline::LineFormat::Container {
                 pipeline = pipeline.with_pod_metadata(pod_metadata.clone());
             }
@@ -168,8 +176,24 @@ impl Agent {
             let handle = std::thread::Builder::new()
                 .name(format!("kestrel-pipeline-{name}"))
                 .spawn(move || {
-                    while let Some(chunk) = chunks.recv() {
-                        for pending in pipeline.process(chunk) {
+                    let mut last_flush = std::time::Instant::now();
+                    loop {
+                        let batches = match chunks.recv_timeout(MULTILINE_TICK) {
+                            Ok(chunk) => pipeline.process(chunk),
+                            Err(tail::RecvError::Timeout) => Vec::new(),
+                            Err(tail::RecvError::Closed) => return,
+                        };
+                        // Multiline records of quiet files are shipped after their timeout,
+                        // checked at most once per tick.
+                        let expired = if last_flush.elapsed() >= MULTILINE_TICK
+                            && pipeline.has_pending_records()
+                        {
+                            last_flush = std::time::Instant::now();
+                            pipeline.flush_expired()
+                        } else {
+                            Vec::new()
+                        };
+                        for pending in batches.into_iter().chain(expired) {
                             if let Err(e) =
                                 buffer_batch(&buffer, &in_flight, &metrics, pending, level)
                             {

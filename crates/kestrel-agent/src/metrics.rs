@@ -12,6 +12,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
@@ -42,6 +43,18 @@ pub struct AgentMetrics {
     pub retries: Counter,
     /// Bytes sent (compressed).
     pub sent_bytes: Counter,
+    /// Records dropped by a filter, by input and filter name.
+    pub dropped_by_filter: Family<Vec<(String, String)>, Counter>,
+    /// Secrets replaced, by pattern name.
+    pub redactions: Family<Vec<(String, String)>, Counter>,
+    /// Records made by multiline joining (of one line or more).
+    pub multiline_records: Counter,
+    /// Lines appended to a multiline record they did not start.
+    pub multiline_continuation_lines: Counter,
+    /// Multiline records cut at `max_bytes`.
+    pub multiline_truncated_records: Counter,
+    /// Multiline records shipped because their file was quiet for the timeout.
+    pub multiline_timeout_flushes: Counter,
 }
 
 /// Values read at scrape time from the tailers and the buffer.
@@ -203,6 +216,36 @@ pub fn registry(
         "kestrel_agent_sent_bytes",
         "compressed bytes sent",
         &metrics.sent_bytes,
+    );
+    counter(
+        "kestrel_agent_multiline_records",
+        "records made by multiline joining",
+        &metrics.multiline_records,
+    );
+    counter(
+        "kestrel_agent_multiline_continuation_lines",
+        "lines joined to a multiline record they did not start",
+        &metrics.multiline_continuation_lines,
+    );
+    counter(
+        "kestrel_agent_multiline_truncated_records",
+        "multiline records cut at max_bytes",
+        &metrics.multiline_truncated_records,
+    );
+    counter(
+        "kestrel_agent_multiline_timeout_flushes",
+        "multiline records shipped after their file was quiet for the timeout",
+        &metrics.multiline_timeout_flushes,
+    );
+    r.register(
+        "kestrel_agent_dropped_by_filter",
+        "records dropped by a filter, by input and filter",
+        metrics.dropped_by_filter.clone(),
+    );
+    r.register(
+        "kestrel_agent_redactions",
+        "secrets replaced in messages on the node, by pattern",
+        metrics.redactions.clone(),
     );
     r.register_collector(Box::new(LiveCollector { tails, buffer }));
     r
