@@ -1248,4 +1248,344 @@ mod tests {
             tailer.shutdown().unwrap();
         }
     }
+
+    /// A tailer and pipeline over the pod log in `dir` (written if `lines` is given) with
+    /// `input_yaml` added to the pod logs input and `top_yaml` to the configuration.
+    fn processed(
+        dir: &Path,
+        lines: Option<&[String]>,
+        max_chunk: usize,
+        input_yaml: &str,
+        top_yaml: &str,
+        checkpoints: &str,
+    ) -> (Tailer, ChunkReceiver, PodLogPipeline) {
+        let pod = dir.join(POD);
+        std::fs::create_dir_all(&pod).unwrap();
+        if let Some(lines) = lines {
+            let mut text = lines.join("\n");
+            text.push('\n');
+            std::fs::write(pod.join("0.log"), text).unwrap();
+        }
+        let yaml = format!(
+            "server: {{url: http://127.0.0.1:9}}\ndata_dir: {}\ninputs:\n  - type: pod_logs\n    path: {}\n    max_line_bytes: 512\n{input_yaml}{top_yaml}",
+            dir.join("agent").display(),
+            dir.join("pods").display()
+        );
+        let config = AgentConfig::from_yaml(&yaml).unwrap();
+        let (mut tail, input, _) = config.file_input(&config.inputs[0]);
+        tail.max_chunk_bytes = max_chunk;
+        tail.inotify = false;
+        let (tailer, rx) = Tailer::start(tail, dir.join(checkpoints)).unwrap();
+        let pipeline = PodLogPipeline::new(
+            AgentIdentity {
+                agent: "node-1".into(),
+                ..Default::default()
+            },
+            input,
+            "pod_logs".into(),
+            Arc::new(ResumeRanges::default()),
+            tailer.ack_handle(),
+            Arc::new(AgentMetrics::default()),
+        )
+        .with_processing(config.processing(&config.inputs[0]).unwrap());
+        (tailer, rx, pipeline)
+    }
+
+    fn cri_on(i: usize, stream: &str, msg: &str) -> String {
+        format!("2026-11-20T09:00:{:02}.{:09}Z {stream} F {msg}", i % 60, i)
+    }
+
+    /// Java-like records on stdout and stderr, interleaved line by line, some split by the
+    /// runtime; returns the lines and the records expected per stream.
+    fn interleaved_traces() -> (Vec<String>, Vec<String>, Vec<String>) {
+        let mut lines = Vec::new();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut i = 0;
+        for r in 0..60 {
+            let frames = r % 5;
+            let mut rec_out = format!("2026-11-20 INFO out {r}");
+            let mut rec_err = format!("2026-11-20 ERROR err {r}");
+            let mut pairs = vec![(rec_out.clone(), rec_err.clone())];
+            for f in 0..frames {
+                let o = format!("\tat out.Frame{f}(F.java:{r})");
+                let e = format!("\tat err.Frame{f}(E.java:{r})");
+                rec_out.push('\n');
+                rec_out.push_str(&o);
+                rec_err.push('\n');
+                rec_err.push_str(&e);
+                pairs.push((o, e));
+            }
+            for (o, e) in pairs {
+                i += 1;
+                if i % 9 == 0 {
+                    // The runtime split this one into two parts.
+                    let (a, b) = o.split_at(o.len() / 2);
+                    lines.push(format!("2026-11-20T09:00:00.{i:09}Z stdout P {a}"));
+                    lines.push(format!("2026-11-20T09:00:00.{i:09}Z stdout F {b}"));
+                } else {
+                    lines.push(cri_on(i, "stdout", &o));
+                }
+                lines.push(cri_on(i, "stderr", &e));
+            }
+            out.push(rec_out);
+            err.push(rec_err);
+        }
+        (lines, out, err)
+    }
+
+    const JAVA: &str = "    multiline:\n      - {preset: java, timeout: 2s}\n";
+
+    fn messages(batches: &[PendingBatch], stream: LogStream) -> Vec<String> {
+        batches
+            .iter()
+            .flat_map(|b| &b.batch.container_logs)
+            .filter(|l| l.stream == stream)
+            .map(|l| l.message.clone())
+            .collect()
+    }
+
+    /// Reads the whole file, then lets the multiline timeout pass.
+    fn read_all(
+        rx: &ChunkReceiver,
+        pipeline: &mut PodLogPipeline,
+        total: u64,
+    ) -> Vec<PendingBatch> {
+        let (mut batches, _) = drain(rx, pipeline, total);
+        assert!(pipeline.has_pending_records());
+        batches.extend(pipeline.flush_expired_at(i64::MAX));
+        assert!(!pipeline.has_pending_records());
+        batches
+    }
+
+    #[test]
+    fn multiline_records_stay_whole_across_chunks_and_never_straddle_a_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lines, want_out, want_err) = interleaved_traces();
+        let total: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+        for chunk in [600, 1000, 1 << 20] {
+            let (tailer, rx, mut pipeline) = processed(
+                dir.path(),
+                Some(&lines),
+                chunk,
+                JAVA,
+                "",
+                &format!("checkpoints-{chunk}.json"),
+            );
+            let batches = read_all(&rx, &mut pipeline, total);
+            assert_eq!(messages(&batches, LogStream::Stdout), want_out, "chunk {chunk}");
+            assert_eq!(messages(&batches, LogStream::Stderr), want_err, "chunk {chunk}");
+            for pair in batches.windows(2) {
+                assert!(pair[0].batch.end <= pair[1].batch.start);
+            }
+            assert_eq!(batches.last().unwrap().batch.end, total);
+            let m = &pipeline.metrics;
+            assert_eq!(m.multiline_records.get(), 120);
+            assert_eq!(m.multiline_timeout_flushes.get(), 2);
+            // Acknowledging every batch moves the checkpoint to the end, not before.
+            let key = rx_key(&batches);
+            let ack = tailer.ack_handle();
+            let mut tickets: Vec<Arc<Ticket>> =
+                batches.into_iter().flat_map(|b| b.tickets).collect();
+            let last = tickets.pop().unwrap();
+            tickets.iter().for_each(|t| t.release());
+            assert!(ack.checkpoint(key).unwrap() < total);
+            last.release();
+            assert_eq!(ack.checkpoint(key), Some(total));
+            tailer.shutdown().unwrap();
+        }
+    }
+
+    fn rx_key(batches: &[PendingBatch]) -> FileKey {
+        batches[0].tickets[0].file
+    }
+
+    #[test]
+    fn a_restart_over_buffered_multiline_batches_repeats_and_loses_no_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lines, want_out, want_err) = interleaved_traces();
+        let total: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+        let (tailer, rx, mut pipeline) =
+            processed(dir.path(), Some(&lines), 700, JAVA, "", "first.json");
+        let first = read_all(&rx, &mut pipeline, total);
+        tailer.shutdown().unwrap();
+        assert!(first.len() > 5, "{} batches", first.len());
+        // The first run "crashed" with its first k batches in the disk buffer and nothing
+        // acknowledged: the second run reads the file from 0 with bigger chunks.
+        for k in [1, first.len() / 2, first.len() - 1] {
+            let buffered: Vec<BatchMeta> = first[..k]
+                .iter()
+                .map(|b| BatchMeta {
+                    id: b.batch.id.clone(),
+                    input: "pod_logs".into(),
+                    stream: b.batch.origin.stream.clone(),
+                    start: b.batch.start,
+                    end: b.batch.end,
+                    records: b.batch.record_count() as u32,
+                })
+                .collect();
+            let (tailer, rx, mut pipeline) =
+                processed(dir.path(), None, 1500, JAVA, "", &format!("second-{k}.json"));
+            pipeline.resume = Arc::new(ResumeRanges::new("pod_logs", &buffered));
+            let second = read_all(&rx, &mut pipeline, total);
+            for b in &second {
+                for m in &buffered {
+                    assert!(
+                        b.batch.end <= m.start || b.batch.start >= m.end,
+                        "batch [{}, {}) overlaps a buffered one [{}, {})",
+                        b.batch.start,
+                        b.batch.end,
+                        m.start,
+                        m.end
+                    );
+                }
+            }
+            let mut all: Vec<PendingBatch> = Vec::new();
+            for b in &first[..k] {
+                all.push(PendingBatch {
+                    batch: b.batch.clone(),
+                    tickets: Vec::new(),
+                });
+            }
+            all.extend(second);
+            all.sort_by_key(|b| b.batch.start);
+            assert_eq!(messages(&all, LogStream::Stdout), want_out, "k = {k}");
+            assert_eq!(messages(&all, LogStream::Stderr), want_err, "k = {k}");
+            tailer.shutdown().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_quiet_files_last_record_is_shipped_after_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines: Vec<String> = [
+            "2026-11-20 ERROR failed",
+            "java.lang.IllegalStateException: boom",
+            "\tat a.B.c(B.java:1)",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, l)| cri_on(i, "stdout", l))
+        .collect();
+        let total: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+        let (tailer, rx, mut pipeline) =
+            processed(dir.path(), Some(&lines), 1 << 20, JAVA, "", "c.json");
+        let chunk = rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap();
+        let key = chunk.file;
+        assert!(pipeline.process_at(chunk, 1_000).is_empty(), "the record may go on");
+        let two_seconds = 2_000_000_000;
+        assert!(pipeline.flush_expired_at(1_000 + two_seconds - 1).is_empty());
+        let batches = pipeline.flush_expired_at(1_000 + two_seconds);
+        assert_eq!(batches.len(), 1);
+        let b = &batches[0].batch;
+        assert_eq!((b.start, b.end), (0, total));
+        assert_eq!(
+            b.container_logs[0].message,
+            "2026-11-20 ERROR failed\njava.lang.IllegalStateException: boom\n\tat a.B.c(B.java:1)"
+        );
+        let ack = tailer.ack_handle();
+        assert_eq!(ack.checkpoint(key), Some(0));
+        batches
+            .into_iter()
+            .flat_map(|b| b.tickets)
+            .for_each(|t| t.release());
+        assert_eq!(ack.checkpoint(key), Some(total));
+        tailer.shutdown().unwrap();
+    }
+
+    #[test]
+    fn filtered_lines_are_dropped_counted_and_still_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines: Vec<String> = (0..200)
+            .map(|i| {
+                if i % 4 == 0 {
+                    cri(i, "F", &format!("GET /healthz 200 probe {i}"))
+                } else {
+                    cri(i, "F", &format!("order {i} placed"))
+                }
+            })
+            .collect();
+        let total: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+        let filters = "    filters:\n      - {name: health, action: drop, message: 'GET /healthz'}\n";
+        let (tailer, rx, mut pipeline) =
+            processed(dir.path(), Some(&lines), 600, filters, "", "c.json");
+        let (batches, key) = drain(&rx, &mut pipeline, total);
+        let got: Vec<String> = batches
+            .iter()
+            .flat_map(|b| b.batch.container_logs.iter().map(|l| l.message.clone()))
+            .collect();
+        assert_eq!(got.len(), 150);
+        assert!(got.iter().all(|m| m.starts_with("order ")));
+        let dropped = pipeline
+            .metrics
+            .dropped_by_filter
+            .get_or_create(&vec![
+                ("input".to_string(), "pod_logs".to_string()),
+                ("filter".to_string(), "health".to_string()),
+            ])
+            .get();
+        assert_eq!(dropped, 50);
+        batches
+            .into_iter()
+            .flat_map(|b| b.tickets)
+            .for_each(|t| t.release());
+        assert_eq!(tailer.ack_handle().checkpoint(key), Some(total));
+        tailer.shutdown().unwrap();
+
+        // Every line dropped: no batch at all, and the checkpoint still reaches the end.
+        let dir = tempfile::tempdir().unwrap();
+        let all = "    filters:\n      - {name: everything, action: drop, namespaces: [shop]}\n";
+        let (tailer, rx, mut pipeline) =
+            processed(dir.path(), Some(&lines), 600, all, "", "c.json");
+        let (batches, key) = drain(&rx, &mut pipeline, total);
+        assert!(batches.is_empty());
+        assert_eq!(tailer.ack_handle().checkpoint(key), Some(total));
+        tailer.shutdown().unwrap();
+    }
+
+    #[test]
+    fn secrets_are_redacted_before_batching_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines = vec![
+            cri(0, "F", "login ok password=hunter2 user=bob"),
+            cri(1, "F", "plain line"),
+            cri(2, "F", "calling with Authorization: Bearer abcdefgh12345678"),
+            // Not a CRI line: kept aside as a dead letter, redacted as well.
+            "garbage AKIAIOSFODNN7EXAMPLE".to_string(),
+        ];
+        let total: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+        let rules = "redaction:\n  rules:\n    - {name: user, pattern: 'user=\\w+', replacement: 'user=[REDACTED:user]'}\n";
+        let (tailer, rx, mut pipeline) =
+            processed(dir.path(), Some(&lines), 1 << 20, "", rules, "c.json");
+        let (batches, _) = drain(&rx, &mut pipeline, total);
+        let b = &batches[0].batch;
+        let got: Vec<&str> = b.container_logs.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(
+            got,
+            [
+                "login ok password=[REDACTED:password] user=[REDACTED:user]",
+                "plain line",
+                "calling with Authorization: Bearer [REDACTED:authorization]",
+            ]
+        );
+        assert_eq!(
+            b.dead_letters[0].payload,
+            "garbage [REDACTED:aws_access_key_id]"
+        );
+        let count = |name: &str| {
+            pipeline
+                .metrics
+                .redactions
+                .get_or_create(&vec![("pattern".to_string(), name.to_string())])
+                .get()
+        };
+        assert_eq!(
+            (count("password"), count("user"), count("authorization"), count("aws_access_key_id")),
+            (1, 1, 1, 1)
+        );
+        batches
+            .into_iter()
+            .flat_map(|b| b.tickets)
+            .for_each(|t| t.release());
+        tailer.shutdown().unwrap();
+    }
 }
