@@ -1372,8 +1372,16 @@ mod tests {
                 &format!("checkpoints-{chunk}.json"),
             );
             let batches = read_all(&rx, &mut pipeline, total);
-            assert_eq!(messages(&batches, LogStream::Stdout), want_out, "chunk {chunk}");
-            assert_eq!(messages(&batches, LogStream::Stderr), want_err, "chunk {chunk}");
+            assert_eq!(
+                messages(&batches, LogStream::Stdout),
+                want_out,
+                "chunk {chunk}"
+            );
+            assert_eq!(
+                messages(&batches, LogStream::Stderr),
+                want_err,
+                "chunk {chunk}"
+            );
             for pair in batches.windows(2) {
                 assert!(pair[0].batch.end <= pair[1].batch.start);
             }
@@ -1423,8 +1431,14 @@ mod tests {
                     records: b.batch.record_count() as u32,
                 })
                 .collect();
-            let (tailer, rx, mut pipeline) =
-                processed(dir.path(), None, 1500, JAVA, "", &format!("second-{k}.json"));
+            let (tailer, rx, mut pipeline) = processed(
+                dir.path(),
+                None,
+                1500,
+                JAVA,
+                "",
+                &format!("second-{k}.json"),
+            );
             pipeline.resume = Arc::new(ResumeRanges::new("pod_logs", &buffered));
             let second = read_all(&rx, &mut pipeline, total);
             for b in &second {
@@ -1471,9 +1485,14 @@ mod tests {
             processed(dir.path(), Some(&lines), 1 << 20, JAVA, "", "c.json");
         let chunk = rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap();
         let key = chunk.file;
-        assert!(pipeline.process_at(chunk, 1_000).is_empty(), "the record may go on");
+        assert!(
+            pipeline.process_at(chunk, 1_000).is_empty(),
+            "the record may go on"
+        );
         let two_seconds = 2_000_000_000;
-        assert!(pipeline.flush_expired_at(1_000 + two_seconds - 1).is_empty());
+        assert!(pipeline
+            .flush_expired_at(1_000 + two_seconds - 1)
+            .is_empty());
         let batches = pipeline.flush_expired_at(1_000 + two_seconds);
         assert_eq!(batches.len(), 1);
         let b = &batches[0].batch;
@@ -1505,7 +1524,8 @@ mod tests {
             })
             .collect();
         let total: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
-        let filters = "    filters:\n      - {name: health, action: drop, message: 'GET /healthz'}\n";
+        let filters =
+            "    filters:\n      - {name: health, action: drop, message: 'GET /healthz'}\n";
         let (tailer, rx, mut pipeline) =
             processed(dir.path(), Some(&lines), 600, filters, "", "c.json");
         let (batches, key) = drain(&rx, &mut pipeline, total);
@@ -1548,7 +1568,11 @@ mod tests {
         let lines = vec![
             cri(0, "F", "login ok password=hunter2 user=bob"),
             cri(1, "F", "plain line"),
-            cri(2, "F", "calling with Authorization: Bearer abcdefgh12345678"),
+            cri(
+                2,
+                "F",
+                "calling with Authorization: Bearer abcdefgh12345678",
+            ),
             // Not a CRI line: kept aside as a dead letter, redacted as well.
             "garbage AKIAIOSFODNN7EXAMPLE".to_string(),
         ];
@@ -1558,7 +1582,11 @@ mod tests {
             processed(dir.path(), Some(&lines), 1 << 20, "", rules, "c.json");
         let (batches, _) = drain(&rx, &mut pipeline, total);
         let b = &batches[0].batch;
-        let got: Vec<&str> = b.container_logs.iter().map(|l| l.message.as_str()).collect();
+        let got: Vec<&str> = b
+            .container_logs
+            .iter()
+            .map(|l| l.message.as_str())
+            .collect();
         assert_eq!(
             got,
             [
@@ -1579,7 +1607,12 @@ mod tests {
                 .get()
         };
         assert_eq!(
-            (count("password"), count("user"), count("authorization"), count("aws_access_key_id")),
+            (
+                count("password"),
+                count("user"),
+                count("authorization"),
+                count("aws_access_key_id")
+            ),
             (1, 1, 1, 1)
         );
         batches
