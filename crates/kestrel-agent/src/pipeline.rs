@@ -162,6 +162,9 @@ pub struct PendingBatch {
     pub tickets: Vec<Arc<Ticket>>,
 }
 
+/// A decoded container runtime line: time, stream, whether it is a partial line, message.
+type DecodedLine<'a> = (i64, LogStream, bool, &'a [u8]);
+
 /// What a pod log file's lines are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LineKind {
@@ -542,8 +545,7 @@ impl PodLogPipeline {
             // Docker's message may need unescaping (an owned string); CRI's is borrowed from
             // the chunk, so a plain CRI line is never copied before it becomes a record.
             let docker;
-            let decoded: Result<(i64, LogStream, bool, &[u8]), (&str, String)> = if bytes[0] == b'{'
-            {
+            let decoded: Result<DecodedLine<'_>, (&str, String)> = if bytes[0] == b'{' {
                 match parse_docker(bytes) {
                     Ok(d) => {
                         docker = d;
