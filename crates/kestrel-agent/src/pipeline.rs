@@ -181,13 +181,15 @@ struct Ready {
     record: Record,
 }
 
+/// A record of any table. The rare, large kinds are boxed so that moving the common one
+/// (a container log line) stays cheap.
 enum Record {
     Log(ContainerLog),
-    Ingress(IngressAccess),
-    Dns(DnsQuery),
-    Netflow(NetfilterLog),
+    Ingress(Box<IngressAccess>),
+    Dns(Box<DnsQuery>),
+    Netflow(Box<NetfilterLog>),
     Audit(String),
-    Dead(DeadLetter),
+    Dead(Box<DeadLetter>),
 }
 
 /// Per-file state: the partial-line merger, the multiline joiner, records not yet in a batch,
@@ -578,7 +580,7 @@ impl PodLogPipeline {
                     state.ready.push(Ready {
                         start: line.start,
                         end: line.end,
-                        record: Record::Dead(dead),
+                        record: Record::Dead(Box::new(dead)),
                     });
                     continue;
                 }
@@ -782,13 +784,13 @@ fn finish_record(
     let record = match state.kind {
         LineKind::Ingress => {
             match kestrel_parse::parse_ingress_default(log.message.as_bytes(), Some(log.time)) {
-                Ok(access) => Record::Ingress(access),
+                Ok(access) => Record::Ingress(Box::new(access)),
                 Err(_) => Record::Log(log),
             }
         }
         // CoreDNS also prints banners and plugin messages: those stay container logs.
         LineKind::Dns => match kestrel_parse::parse_coredns(log.message.as_bytes(), log.time) {
-            Ok(Some(query)) => Record::Dns(query),
+            Ok(Some(query)) => Record::Dns(Box::new(query)),
             _ => Record::Log(log),
         },
         LineKind::Plain => Record::Log(log),
@@ -835,29 +837,20 @@ fn self_cut(
         .collect();
     let tickets = std::mem::replace(&mut state.tickets, later);
     let start = std::mem::replace(&mut state.batch_start, cut);
-    let (now, wait): (Vec<Ready>, Vec<Ready>) = std::mem::take(&mut state.ready)
-        .into_iter()
-        .partition(|r| r.end <= cut);
-    state.ready = wait;
-    if now.is_empty() {
+    let taken = state.ready.iter().filter(|r| r.end <= cut).count();
+    if taken == 0 {
         tickets.iter().for_each(|t| t.release());
         return None;
     }
     let mut batch = IngestBatch {
         version: INGEST_FORMAT_VERSION,
-        id: batch_id(
-            &identity.agent,
-            input_name,
-            &state_stream(state),
-            start,
-            cut,
-        ),
+        id: batch_id(&identity.agent, input_name, &state.stream, start, cut),
         origin: BatchOrigin {
             agent: identity.agent.clone(),
             cluster: identity.cluster.clone(),
             node: identity.node.clone(),
             input: input_name.to_string(),
-            stream: state_stream(state),
+            stream: state.stream.clone(),
             file: Some(state.path.display().to_string()),
             pod: state.enriched.clone(),
         },
@@ -865,21 +858,28 @@ fn self_cut(
         end: cut,
         ..IngestBatch::default()
     };
-    for r in now {
+    if state.joiner.is_none() && state.kind == LineKind::Plain {
+        batch.container_logs.reserve_exact(taken);
+    }
+    // Drained, not taken: `ready` keeps its capacity for the next chunk. What waits is
+    // usually nothing or a record or two.
+    let mut wait = Vec::new();
+    for r in state.ready.drain(..) {
+        if r.end > cut {
+            wait.push(r);
+            continue;
+        }
         match r.record {
             Record::Log(l) => batch.container_logs.push(l),
-            Record::Ingress(a) => batch.ingress.push(a),
-            Record::Dns(d) => batch.dns.push(d),
-            Record::Netflow(n) => batch.netflow.push(n),
+            Record::Ingress(a) => batch.ingress.push(*a),
+            Record::Dns(d) => batch.dns.push(*d),
+            Record::Netflow(n) => batch.netflow.push(*n),
             Record::Audit(a) => batch.audit.push(a),
-            Record::Dead(d) => batch.dead_letters.push(d),
+            Record::Dead(d) => batch.dead_letters.push(*d),
         }
     }
+    state.ready.append(&mut wait);
     Some(PendingBatch { batch, tickets })
-}
-
-fn state_stream(state: &FileState) -> String {
-    state.stream.clone()
 }
 
 /// Counts a record dropped by filter `index`.
@@ -949,22 +949,22 @@ fn audit_line(
             }
             Record::Audit(event.to_string())
         }
-        Ok(_) => Record::Dead(reject(
+        Ok(_) => Record::Dead(Box::new(reject(
             "audit_file",
             "schema",
             "an audit log line must be a JSON object".into(),
             format!("{path}:{offset}"),
             bytes,
             cx,
-        )),
-        Err(e) => Record::Dead(reject(
+        ))),
+        Err(e) => Record::Dead(Box::new(reject(
             "audit_file",
             "invalid_json",
             format!("not JSON: {e}"),
             format!("{path}:{offset}"),
             bytes,
             cx,
-        )),
+        ))),
     })
 }
 
@@ -991,16 +991,16 @@ fn kern_log_line(
             .map(Option::flatten)
     });
     match parsed {
-        Ok(Some(packet)) => Some(Record::Netflow(packet)),
+        Ok(Some(packet)) => Some(Record::Netflow(Box::new(packet))),
         Ok(None) => None,
-        Err(e) => Some(Record::Dead(reject(
+        Err(e) => Some(Record::Dead(Box::new(reject(
             "kern_log",
             "invalid_line",
             e.to_string(),
             format!("{path}:{offset}"),
             bytes,
             cx,
-        ))),
+        )))),
     }
 }
 

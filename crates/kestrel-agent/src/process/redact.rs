@@ -70,6 +70,8 @@ struct Builtin {
     /// Text the match ends with that is kept (the regex crate has no look-ahead).
     keep_suffix: &'static str,
     anchors: &'static [&'static str],
+    /// The anchors are words people write in any case (`Authorization`, `PASSWORD=`).
+    anchors_any_case: bool,
 }
 
 /// Token characters of secrets in text: never a quote, backslash, space or separator, so a
@@ -82,6 +84,7 @@ const BUILTINS: &[Builtin] = &[
         keep_prefix: false,
         keep_suffix: "",
         anchors: &["-----BEGIN"],
+        anchors_any_case: false,
     },
     Builtin {
         name: "authorization",
@@ -89,6 +92,7 @@ const BUILTINS: &[Builtin] = &[
         keep_prefix: true,
         keep_suffix: "",
         anchors: &["authorization"],
+        anchors_any_case: true,
     },
     Builtin {
         name: "bearer",
@@ -96,6 +100,7 @@ const BUILTINS: &[Builtin] = &[
         keep_prefix: true,
         keep_suffix: "",
         anchors: &["bearer"],
+        anchors_any_case: true,
     },
     Builtin {
         name: "jwt",
@@ -103,6 +108,7 @@ const BUILTINS: &[Builtin] = &[
         keep_prefix: false,
         keep_suffix: "",
         anchors: &["eyJ"],
+        anchors_any_case: false,
     },
     Builtin {
         name: "aws_access_key_id",
@@ -113,6 +119,7 @@ const BUILTINS: &[Builtin] = &[
             "AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "AROA", "APKA",
             "ASCA",
         ],
+        anchors_any_case: false,
     },
     Builtin {
         name: "aws_secret_access_key",
@@ -120,6 +127,7 @@ const BUILTINS: &[Builtin] = &[
         keep_prefix: true,
         keep_suffix: "",
         anchors: &["secret"],
+        anchors_any_case: true,
     },
     Builtin {
         name: "github_token",
@@ -127,6 +135,7 @@ const BUILTINS: &[Builtin] = &[
         keep_prefix: false,
         keep_suffix: "",
         anchors: &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
+        anchors_any_case: false,
     },
     Builtin {
         name: "slack_token",
@@ -134,6 +143,7 @@ const BUILTINS: &[Builtin] = &[
         keep_prefix: false,
         keep_suffix: "",
         anchors: &["xox", "hooks.slack.com"],
+        anchors_any_case: false,
     },
     Builtin {
         name: "password",
@@ -142,6 +152,7 @@ const BUILTINS: &[Builtin] = &[
         keep_prefix: true,
         keep_suffix: "",
         anchors: &["password=", "passwd=", "pwd=", "passphrase="],
+        anchors_any_case: true,
     },
     Builtin {
         name: "url_password",
@@ -150,6 +161,7 @@ const BUILTINS: &[Builtin] = &[
         keep_prefix: true,
         keep_suffix: "@",
         anchors: &["://"],
+        anchors_any_case: false,
     },
 ];
 
@@ -180,7 +192,11 @@ struct Compiled {
 pub struct Redactor {
     /// Built-in patterns in use.
     builtins: Vec<Compiled>,
-    /// Anchors of the built-ins in use; pattern id → index into `builtins`.
+    /// Anchors of the built-ins in use, for the "any anchor at all?" test: leftmost-first, so
+    /// the automaton may use its SIMD (Teddy) prefilter.
+    probe: Option<AhoCorasick>,
+    /// The same anchors for overlapping search (which patterns may match); pattern id →
+    /// index into `builtins` through `anchor_owner`.
     anchors: Option<AhoCorasick>,
     anchor_owner: Vec<usize>,
     rules: Vec<Compiled>,
@@ -204,7 +220,7 @@ impl Redactor {
             }
         }
         let mut builtins = Vec::new();
-        let mut anchor_texts = Vec::new();
+        let mut anchor_texts: Vec<String> = Vec::new();
         let mut anchor_owner = Vec::new();
         if config.builtin {
             for b in BUILTINS
@@ -223,18 +239,30 @@ impl Redactor {
                     ),
                 });
                 for a in b.anchors {
-                    anchor_texts.push(*a);
-                    anchor_owner.push(index);
+                    let variants = if b.anchors_any_case {
+                        case_variants(a)
+                    } else {
+                        vec![a.to_string()]
+                    };
+                    for variant in variants {
+                        if !anchor_texts.contains(&variant) {
+                            anchor_texts.push(variant);
+                            anchor_owner.push(index);
+                        }
+                    }
                 }
             }
         }
-        let anchors = (!anchor_texts.is_empty()).then(|| {
-            AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::Standard)
-                .build(&anchor_texts)
-                .expect("redaction anchors build")
-        });
+        let automaton = |kind| {
+            (!anchor_texts.is_empty()).then(|| {
+                AhoCorasickBuilder::new()
+                    .match_kind(kind)
+                    .build(&anchor_texts)
+                    .expect("redaction anchors build")
+            })
+        };
+        let probe = automaton(MatchKind::LeftmostFirst);
+        let anchors = automaton(MatchKind::Standard);
         let mut rules = Vec::new();
         let mut names: Vec<&str> = builtins.iter().map(|b| b.name.as_str()).collect();
         for (i, r) in config.rules.iter().enumerate() {
@@ -278,6 +306,7 @@ impl Redactor {
         });
         Ok(Redactor {
             builtins,
+            probe,
             anchors,
             anchor_owner,
             rules,
@@ -317,8 +346,10 @@ impl Redactor {
     /// `counts`.
     pub fn redact<'a>(&self, text: &'a str, counts: &mut RedactionCounts) -> Cow<'a, str> {
         let mut out = Cow::Borrowed(text);
-        if let Some(anchors) = &self.anchors {
-            // Which built-ins may match: a bit per pattern (there are fewer than 64).
+        let any_anchor = self.probe.as_ref().is_some_and(|p| p.is_match(text));
+        if let Some(anchors) = self.anchors.as_ref().filter(|_| any_anchor) {
+            // The common case ends above: no anchor at all, found by the automaton's fastest
+            // search. Otherwise, which built-ins may match: a bit per pattern (fewer than 64).
             let mut candidates = 0u64;
             for m in anchors.find_overlapping_iter(text) {
                 candidates |= 1 << self.anchor_owner[m.pattern().as_usize()];
@@ -362,6 +393,26 @@ impl Redactor {
             _ => {}
         }
     }
+}
+
+/// An anchor as written, in lower case, capitalised and in upper case. Case-sensitive anchors
+/// keep the automaton on its SIMD prefilter (an ASCII case-insensitive one falls back to a
+/// byte-at-a-time scan, several times slower on clean lines); the regexes themselves ignore
+/// case where the secret's syntax does (`BEARER`, `Password=`). A key written in mixed case
+/// (`PassWord=`) is not seen.
+fn case_variants(anchor: &str) -> Vec<String> {
+    let lower = anchor.to_ascii_lowercase();
+    let mut capital = lower.clone();
+    if let Some(first) = capital.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    let mut out = vec![anchor.to_string()];
+    for v in [lower, capital, anchor.to_ascii_uppercase()] {
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
 }
 
 /// Replaces every match of `pattern` in `text`, counting them.
@@ -428,6 +479,16 @@ mod tests {
                 "curl -H 'Authorization: Bearer abcdef0123456789xyz' https://x",
                 "curl -H 'Authorization: Bearer [REDACTED:authorization]' https://x",
                 "authorization",
+            ),
+            (
+                "login PASSWORD=hunter2 ok",
+                "login PASSWORD=[REDACTED:password] ok",
+                "password",
+            ),
+            (
+                "BEARER abcdefgh12345678 sent",
+                "BEARER [REDACTED:bearer] sent",
+                "bearer",
             ),
             (
                 "sending bearer abcdef0123456789xyz== upstream",
