@@ -106,10 +106,10 @@ pub fn run_null_sink_with(
     while read < bytes {
         let Some(chunk) = chunks.recv() else { break };
         read += chunk.end - chunk.start;
-        for pending in pipeline.process(chunk) {
+        for mut pending in pipeline.process(chunk) {
             records += pending.batch.record_count() as u64;
             batches += 1;
-            let json = serde_json::to_vec(&pending.batch).expect("batches serialize");
+            let json = crate::encode::batch_json(&mut pending.batch);
             encoded += match zstd_level {
                 Some(level) => zstd::bulk::compress(&json, level)
                     .expect("zstd compresses in memory")

@@ -19,6 +19,7 @@
 pub mod bench;
 pub mod buffer;
 pub mod config;
+pub mod encode;
 pub mod kube;
 pub mod metrics;
 pub mod pipeline;
@@ -80,8 +81,8 @@ impl std::fmt::Debug for Agent {
     }
 }
 
-fn encode_batch(batch: &kestrel_event::IngestBatch, level: i32) -> Vec<u8> {
-    let json = serde_json::to_vec(batch).expect("batches serialize");
+fn encode_batch(batch: &mut kestrel_event::IngestBatch, level: i32) -> Vec<u8> {
+    let json = encode::batch_json(batch);
     zstd::bulk::compress(&json, level).expect("zstd compresses in memory")
 }
 
@@ -326,7 +327,7 @@ fn buffer_batch(
     pending: PendingBatch,
     level: i32,
 ) -> Result<(), buffer::BufferError> {
-    let PendingBatch { batch, tickets } = pending;
+    let PendingBatch { mut batch, tickets } = pending;
     let meta = BatchMeta {
         id: batch.id.clone(),
         input: batch.origin.input.clone(),
@@ -335,7 +336,7 @@ fn buffer_batch(
         end: batch.end,
         records: batch.record_count() as u32,
     };
-    let body = encode_batch(&batch, level);
+    let body = encode_batch(&mut batch, level);
     let id = buffer.append(&meta, &body)?;
     metrics.batches_buffered.inc();
     in_flight.register(id, tickets);
