@@ -72,6 +72,9 @@ struct Builtin {
     anchors: &'static [&'static str],
     /// The anchors are words people write in any case (`Authorization`, `PASSWORD=`).
     anchors_any_case: bool,
+    /// When not empty, one of these must be in the text too before the regex runs: an anchor
+    /// as common as `://` (every URL) would otherwise run the regex on most access logs.
+    requires: &'static [&'static str],
 }
 
 /// Token characters of secrets in text: never a quote, backslash, space or separator, so a
@@ -85,6 +88,7 @@ const BUILTINS: &[Builtin] = &[
         keep_suffix: "",
         anchors: &["-----BEGIN"],
         anchors_any_case: false,
+        requires: &[],
     },
     Builtin {
         name: "authorization",
@@ -93,6 +97,7 @@ const BUILTINS: &[Builtin] = &[
         keep_suffix: "",
         anchors: &["authorization"],
         anchors_any_case: true,
+        requires: &[],
     },
     Builtin {
         name: "bearer",
@@ -101,6 +106,7 @@ const BUILTINS: &[Builtin] = &[
         keep_suffix: "",
         anchors: &["bearer"],
         anchors_any_case: true,
+        requires: &[],
     },
     Builtin {
         name: "jwt",
@@ -109,6 +115,7 @@ const BUILTINS: &[Builtin] = &[
         keep_suffix: "",
         anchors: &["eyJ"],
         anchors_any_case: false,
+        requires: &[],
     },
     Builtin {
         name: "aws_access_key_id",
@@ -120,6 +127,7 @@ const BUILTINS: &[Builtin] = &[
             "ASCA",
         ],
         anchors_any_case: false,
+        requires: &[],
     },
     Builtin {
         name: "aws_secret_access_key",
@@ -128,6 +136,7 @@ const BUILTINS: &[Builtin] = &[
         keep_suffix: "",
         anchors: &["secret"],
         anchors_any_case: true,
+        requires: &["key", "Key", "KEY"],
     },
     Builtin {
         name: "github_token",
@@ -136,6 +145,7 @@ const BUILTINS: &[Builtin] = &[
         keep_suffix: "",
         anchors: &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
         anchors_any_case: false,
+        requires: &[],
     },
     Builtin {
         name: "slack_token",
@@ -144,6 +154,7 @@ const BUILTINS: &[Builtin] = &[
         keep_suffix: "",
         anchors: &["xox", "hooks.slack.com"],
         anchors_any_case: false,
+        requires: &[],
     },
     Builtin {
         name: "password",
@@ -153,6 +164,7 @@ const BUILTINS: &[Builtin] = &[
         keep_suffix: "",
         anchors: &["password=", "passwd=", "pwd=", "passphrase="],
         anchors_any_case: true,
+        requires: &[],
     },
     Builtin {
         name: "url_password",
@@ -162,6 +174,7 @@ const BUILTINS: &[Builtin] = &[
         keep_suffix: "@",
         anchors: &["://"],
         anchors_any_case: false,
+        requires: &["@"],
     },
 ];
 
@@ -185,6 +198,8 @@ struct Compiled {
     name: String,
     regex: Regex,
     replacement: String,
+    /// See [`Builtin::requires`].
+    requires: &'static [&'static str],
 }
 
 /// Redacts text; built from a [`RedactionConfig`] once and shared.
@@ -192,11 +207,9 @@ struct Compiled {
 pub struct Redactor {
     /// Built-in patterns in use.
     builtins: Vec<Compiled>,
-    /// Anchors of the built-ins in use, for the "any anchor at all?" test: leftmost-first, so
-    /// the automaton may use its SIMD (Teddy) prefilter.
-    probe: Option<AhoCorasick>,
-    /// The same anchors for overlapping search (which patterns may match); pattern id →
-    /// index into `builtins` through `anchor_owner`.
+    /// Anchors of the built-ins in use (pattern id → index into `builtins` through
+    /// `anchor_owner`). Leftmost-first, so the automaton uses its SIMD (Teddy) prefilter; no
+    /// two anchors overlap in a way that would hide one behind another.
     anchors: Option<AhoCorasick>,
     anchor_owner: Vec<usize>,
     rules: Vec<Compiled>,
@@ -237,6 +250,7 @@ impl Redactor {
                         b.name,
                         b.keep_suffix
                     ),
+                    requires: b.requires,
                 });
                 for a in b.anchors {
                     let variants = if b.anchors_any_case {
@@ -253,16 +267,12 @@ impl Redactor {
                 }
             }
         }
-        let automaton = |kind| {
-            (!anchor_texts.is_empty()).then(|| {
-                AhoCorasickBuilder::new()
-                    .match_kind(kind)
-                    .build(&anchor_texts)
-                    .expect("redaction anchors build")
-            })
-        };
-        let probe = automaton(MatchKind::LeftmostFirst);
-        let anchors = automaton(MatchKind::Standard);
+        let anchors = (!anchor_texts.is_empty()).then(|| {
+            AhoCorasickBuilder::new()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(&anchor_texts)
+                .expect("redaction anchors build")
+        });
         let mut rules = Vec::new();
         let mut names: Vec<&str> = builtins.iter().map(|b| b.name.as_str()).collect();
         for (i, r) in config.rules.iter().enumerate() {
@@ -290,6 +300,7 @@ impl Redactor {
                             .replacement
                             .clone()
                             .unwrap_or_else(|| format!("[REDACTED:{}]", r.name)),
+                        requires: &[],
                     });
                 }
                 Err(e) => problems.push(format!(
@@ -306,7 +317,6 @@ impl Redactor {
         });
         Ok(Redactor {
             builtins,
-            probe,
             anchors,
             anchor_owner,
             rules,
@@ -346,18 +356,25 @@ impl Redactor {
     /// `counts`.
     pub fn redact<'a>(&self, text: &'a str, counts: &mut RedactionCounts) -> Cow<'a, str> {
         let mut out = Cow::Borrowed(text);
-        let any_anchor = self.probe.as_ref().is_some_and(|p| p.is_match(text));
-        if let Some(anchors) = self.anchors.as_ref().filter(|_| any_anchor) {
-            // The common case ends above: no anchor at all, found by the automaton's fastest
-            // search. Otherwise, which built-ins may match: a bit per pattern (fewer than 64).
+        if let Some(anchors) = &self.anchors {
+            // Which built-ins may match: a bit per pattern (there are fewer than 64). A clean
+            // line is one SIMD scan that finds nothing.
             let mut candidates = 0u64;
-            for m in anchors.find_overlapping_iter(text) {
+            for m in anchors.find_iter(text) {
                 candidates |= 1 << self.anchor_owner[m.pattern().as_usize()];
             }
             while candidates != 0 {
                 let i = candidates.trailing_zeros() as usize;
                 candidates &= candidates - 1;
-                apply(&self.builtins[i], &mut out, &mut counts[i]);
+                let pattern = &self.builtins[i];
+                if pattern.requires.is_empty()
+                    || pattern
+                        .requires
+                        .iter()
+                        .any(|r| memchr::memmem::find(out.as_bytes(), r.as_bytes()).is_some())
+                {
+                    apply(pattern, &mut out, &mut counts[i]);
+                }
             }
         }
         if let Some(set) = &self.rule_set {
