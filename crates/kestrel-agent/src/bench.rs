@@ -54,14 +54,25 @@ pub fn prepare(dir: &Path, total_bytes: u64) -> std::io::Result<u64> {
     Ok(bytes)
 }
 
-/// Runs the pipeline over the pod logs `prepare` wrote in `dir`, into a null sink.
+/// Runs the pipeline over the pod logs `prepare` wrote in `dir`, into a null sink, with the
+/// agent's default processing (built-in redaction on).
 pub fn run_null_sink(
     dir: &Path,
     bytes: u64,
     zstd_level: Option<i32>,
 ) -> Result<PipelineReport, AgentError> {
+    run_null_sink_with(dir, bytes, zstd_level, true)
+}
+
+/// [`run_null_sink`], with or without the built-in redaction patterns.
+pub fn run_null_sink_with(
+    dir: &Path,
+    bytes: u64,
+    zstd_level: Option<i32>,
+    redaction: bool,
+) -> Result<PipelineReport, AgentError> {
     let yaml = format!(
-        "server: {{url: http://127.0.0.1:9}}\ndata_dir: {}\nlisten: null\ninputs:\n  - type: pod_logs\n    path: {}\n",
+        "server: {{url: http://127.0.0.1:9}}\ndata_dir: {}\nlisten: null\ninputs:\n  - type: pod_logs\n    path: {}\nredaction: {{builtin: {redaction}}}\n",
         dir.join("agent").display(),
         dir.join("pods").display()
     );
@@ -85,15 +96,20 @@ pub fn run_null_sink(
         Arc::new(ResumeRanges::default()),
         tailer.ack_handle(),
         Arc::new(AgentMetrics::default()),
+    )
+    .with_processing(
+        config
+            .processing(&config.inputs[0])
+            .map_err(|e| AgentError::Config(e.to_string()))?,
     );
     let (mut read, mut records, mut batches, mut encoded) = (0u64, 0u64, 0u64, 0u64);
     while read < bytes {
         let Some(chunk) = chunks.recv() else { break };
         read += chunk.end - chunk.start;
-        for pending in pipeline.process(chunk) {
+        for mut pending in pipeline.process(chunk) {
             records += pending.batch.record_count() as u64;
             batches += 1;
-            let json = serde_json::to_vec(&pending.batch).expect("batches serialize");
+            let json = crate::encode::batch_json(&mut pending.batch);
             encoded += match zstd_level {
                 Some(level) => zstd::bulk::compress(&json, level)
                     .expect("zstd compresses in memory")

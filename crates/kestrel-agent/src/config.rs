@@ -3,11 +3,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
 use crate::pipeline::LineFormat;
+use crate::process::{
+    FilterConfig, Filters, MultilineConfig, MultilineRules, Processing, RedactionConfig, Redactor,
+};
 use crate::tail::TailConfig;
 
 /// The whole agent configuration.
@@ -40,6 +44,10 @@ pub struct AgentConfig {
     /// exclusion by annotation, label and namespace; see `docs/agent.md`.
     #[serde(default)]
     pub kubernetes: crate::kube::KubernetesConfig,
+    /// Secret redaction of messages on the node, before the disk buffer: built-in patterns
+    /// (on by default) and rules of your own; see `docs/agent.md`.
+    #[serde(default)]
+    pub redaction: RedactionConfig,
     /// Address of the agent's own `/healthz` and `/metrics`; `null` turns them off.
     #[serde(default = "default_listen")]
     pub listen: Option<SocketAddr>,
@@ -158,6 +166,10 @@ pub struct AuditFilesInput {
     /// How often the directory is rescanned besides inotify, like `10s`.
     #[serde(default = "default_scan_interval", deserialize_with = "duration")]
     pub scan_interval: Duration,
+    /// Drop/keep filters on the event's line (`message` patterns only); none by default:
+    /// audit events are only filtered when told here.
+    #[serde(default)]
+    pub filters: Vec<FilterConfig>,
 }
 
 /// kern.log (and its rotations).
@@ -176,6 +188,9 @@ pub struct KernLogInput {
     /// How often the directory is rescanned besides inotify, like `10s`.
     #[serde(default = "default_scan_interval", deserialize_with = "duration")]
     pub scan_interval: Duration,
+    /// Drop/keep filters on the line (`message` patterns only).
+    #[serde(default)]
+    pub filters: Vec<FilterConfig>,
 }
 
 /// Container logs: `<path>/<namespace>_<pod>_<uid>/<container>/<n>.log`, CRI or docker
@@ -207,6 +222,14 @@ pub struct PodLogsInput {
     /// How often the directory is rescanned besides inotify, like `10s`.
     #[serde(default = "default_scan_interval", deserialize_with = "duration")]
     pub scan_interval: Duration,
+    /// Multiline joining (stack traces...): the first rule whose `match` selects a container
+    /// applies to it; none by default.
+    #[serde(default)]
+    pub multiline: Vec<MultilineConfig>,
+    /// Drop/keep filters by namespace, pod, container, labels and message; checked in order,
+    /// the first that matches decides.
+    #[serde(default)]
+    pub filters: Vec<FilterConfig>,
 }
 
 /// Picks containers by namespace, pod name prefix and container name; an empty field matches
@@ -214,10 +237,13 @@ pub struct PodLogsInput {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PodMatch {
+    /// The namespace, exactly.
     #[serde(default)]
     pub namespace: Option<String>,
+    /// The start of the pod's name.
     #[serde(default)]
     pub pod_prefix: Option<String>,
+    /// The container's name, exactly.
     #[serde(default)]
     pub container: Option<String>,
 }
@@ -456,6 +482,14 @@ impl AgentConfig {
             problems.push("buffer.max_bytes must be at least buffer.segment_bytes".into());
         }
         problems.extend(self.kubernetes.problems());
+        if let Err(p) = Redactor::new(&self.redaction) {
+            problems.extend(p);
+        }
+        for input in &self.inputs {
+            if let Err(p) = self.input_processing(input, None) {
+                problems.extend(p);
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -475,6 +509,43 @@ impl AgentConfig {
                     .filter(|h| !h.is_empty())
             })
             .unwrap_or_else(|| "kestrel-agent".into())
+    }
+
+    /// The compiled multiline rules, filters and redaction of an input.
+    pub fn processing(&self, input: &InputConfig) -> Result<Processing, ConfigError> {
+        let redactor = Redactor::new(&self.redaction).map_err(ConfigError)?;
+        self.input_processing(input, Some(Arc::new(redactor)))
+            .map_err(ConfigError)
+    }
+
+    /// Compiles an input's processing with `redactor` (the shared one; none: a disabled one,
+    /// for validation).
+    fn input_processing(
+        &self,
+        input: &InputConfig,
+        redactor: Option<Arc<Redactor>>,
+    ) -> Result<Processing, Vec<String>> {
+        let name = input.name();
+        let (multiline, filters, pods): (&[MultilineConfig], &[FilterConfig], bool) = match input {
+            InputConfig::PodLogs(p) => (&p.multiline, &p.filters, true),
+            InputConfig::AuditFiles(a) => (&[], &a.filters, false),
+            InputConfig::KernLog(k) => (&[], &k.filters, false),
+        };
+        let multiline = MultilineRules::new(name, multiline);
+        let filters = Filters::new(name, filters, pods);
+        match (multiline, filters) {
+            (Ok(m), Ok(f)) => Ok(Processing {
+                multiline: Arc::new(m),
+                filters: Arc::new(f),
+                redactor: redactor.unwrap_or_else(|| Arc::new(Redactor::disabled())),
+            }),
+            (m, f) => Err(m
+                .err()
+                .into_iter()
+                .flatten()
+                .chain(f.err().into_iter().flatten())
+                .collect()),
+        }
     }
 
     /// What to tail for a file input, how its lines read, and the pod log settings the
@@ -499,6 +570,8 @@ impl AgentConfig {
                 ingress: Vec::new(),
                 dns: Vec::new(),
                 scan_interval,
+                multiline: Vec::new(),
+                filters: Vec::new(),
             };
         let (pattern, pods, format) = match input {
             InputConfig::PodLogs(p) => (

@@ -21,9 +21,11 @@
 pub mod bench;
 pub mod buffer;
 pub mod config;
+pub mod encode;
 pub mod kube;
 pub mod metrics;
 pub mod pipeline;
+pub mod process;
 pub mod ship;
 pub mod stream;
 pub mod tail;
@@ -42,6 +44,9 @@ use crate::metrics::AgentMetrics;
 use crate::pipeline::{AgentIdentity, PendingBatch, PodLogPipeline, ResumeRanges};
 use crate::ship::{InFlight, Shipper};
 use crate::tail::Tailer;
+
+/// How often a pipeline checks for multiline records whose timeout passed.
+const MULTILINE_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Errors that stop the agent.
 #[derive(Debug, thiserror::Error)]
@@ -84,8 +89,8 @@ impl std::fmt::Debug for Agent {
     }
 }
 
-fn encode_batch(batch: &kestrel_event::IngestBatch, level: i32) -> Vec<u8> {
-    let json = serde_json::to_vec(batch).expect("batches serialize");
+fn encode_batch(batch: &mut kestrel_event::IngestBatch, level: i32) -> Vec<u8> {
+    let json = encode::batch_json(batch);
     zstd::bulk::compress(&json, level).expect("zstd compresses in memory")
 }
 
@@ -184,6 +189,9 @@ impl Agent {
                 persisted.insert(name.clone(), input_persisted);
                 continue;
             };
+            let processing = config
+                .processing(input)
+                .map_err(|e| AgentError::Config(e.to_string()))?;
             let (tailer, chunks) =
                 Tailer::start(tail_config, checkpoints.join(format!("{name}.json")))?;
             tail_metrics.push((name.clone(), tailer.metrics()));
@@ -200,7 +208,8 @@ impl Agent {
                 tailer.ack_handle(),
                 Arc::clone(&metrics),
             )
-            .with_format(format);
+            .with_format(format)
+            .with_processing(processing);
             if format == pipeline::LineFormat::Container {
                 pipeline = pipeline.with_pod_metadata(pod_metadata.clone());
             }
@@ -211,8 +220,24 @@ impl Agent {
             let handle = std::thread::Builder::new()
                 .name(format!("kestrel-pipeline-{name}"))
                 .spawn(move || {
-                    while let Some(chunk) = chunks.recv() {
-                        for pending in pipeline.process(chunk) {
+                    let mut last_flush = std::time::Instant::now();
+                    loop {
+                        let batches = match chunks.recv_timeout(MULTILINE_TICK) {
+                            Ok(chunk) => pipeline.process(chunk),
+                            Err(tail::RecvError::Timeout) => Vec::new(),
+                            Err(tail::RecvError::Closed) => return,
+                        };
+                        // Multiline records of quiet files are shipped after their timeout,
+                        // checked at most once per tick.
+                        let expired = if last_flush.elapsed() >= MULTILINE_TICK
+                            && pipeline.has_pending_records()
+                        {
+                            last_flush = std::time::Instant::now();
+                            pipeline.flush_expired()
+                        } else {
+                            Vec::new()
+                        };
+                        for pending in batches.into_iter().chain(expired) {
                             if let Err(e) =
                                 buffer_batch(&buffer, &in_flight, &metrics, pending, level)
                             {
@@ -357,7 +382,7 @@ pub(crate) fn buffer_batch(
     pending: PendingBatch,
     level: i32,
 ) -> Result<(), buffer::BufferError> {
-    let PendingBatch { batch, tickets } = pending;
+    let PendingBatch { mut batch, tickets } = pending;
     let meta = BatchMeta {
         id: batch.id.clone(),
         input: batch.origin.input.clone(),
@@ -366,7 +391,7 @@ pub(crate) fn buffer_batch(
         end: batch.end,
         records: batch.record_count() as u32,
     };
-    let body = encode_batch(&batch, level);
+    let body = encode_batch(&mut batch, level);
     let id = buffer.append(&meta, &body)?;
     metrics.batches_buffered.inc();
     in_flight.register(id, tickets);

@@ -43,6 +43,18 @@ pub struct AgentMetrics {
     pub retries: Counter,
     /// Bytes sent (compressed).
     pub sent_bytes: Counter,
+    /// Records dropped by a filter, by input and filter name.
+    pub dropped_by_filter: Family<Vec<(String, String)>, Counter>,
+    /// Secrets replaced, by pattern name.
+    pub redactions: Family<Vec<(String, String)>, Counter>,
+    /// Records made by multiline joining (of one line or more).
+    pub multiline_records: Counter,
+    /// Lines appended to a multiline record they did not start.
+    pub multiline_continuation_lines: Counter,
+    /// Multiline records cut at `max_bytes`.
+    pub multiline_truncated_records: Counter,
+    /// Multiline records shipped because their file was quiet for the timeout.
+    pub multiline_timeout_flushes: Counter,
     /// Counters of the inputs that are not files, labelled by input.
     pub inputs: InputFamilies,
 }
@@ -265,6 +277,36 @@ pub fn registry(
         "kestrel_agent_input_restarts",
         "restarts of an input's reader (journalctl exits, watch failures)",
         inputs.restarts.clone(),
+    );
+    counter(
+        "kestrel_agent_multiline_records",
+        "records made by multiline joining",
+        &metrics.multiline_records,
+    );
+    counter(
+        "kestrel_agent_multiline_continuation_lines",
+        "lines joined to a multiline record they did not start",
+        &metrics.multiline_continuation_lines,
+    );
+    counter(
+        "kestrel_agent_multiline_truncated_records",
+        "multiline records cut at max_bytes",
+        &metrics.multiline_truncated_records,
+    );
+    counter(
+        "kestrel_agent_multiline_timeout_flushes",
+        "multiline records shipped after their file was quiet for the timeout",
+        &metrics.multiline_timeout_flushes,
+    );
+    r.register(
+        "kestrel_agent_dropped_by_filter",
+        "records dropped by a filter, by input and filter",
+        metrics.dropped_by_filter.clone(),
+    );
+    r.register(
+        "kestrel_agent_redactions",
+        "secrets replaced in messages on the node, by pattern",
+        metrics.redactions.clone(),
     );
     r.register_collector(Box::new(LiveCollector { tails, buffer }));
     r

@@ -17,15 +17,19 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::time::Instant;
+
 use kestrel_event::{
-    batch_id, BatchOrigin, DeadLetter, IngestBatch, LogStream, PodIdentity, INGEST_FORMAT_VERSION,
+    batch_id, BatchOrigin, ContainerLog, DeadLetter, DnsQuery, IngestBatch, IngressAccess,
+    LogStream, NetfilterLog, PodIdentity, INGEST_FORMAT_VERSION,
 };
-use kestrel_parse::{parse_cri, parse_docker, PartialMerger};
+use kestrel_parse::{parse_cri, parse_docker, MultilineJoiner, PartialMerger};
 
 use crate::buffer::BatchMeta;
 use crate::config::PodLogsInput;
 use crate::kube::PodMetadataStore;
 use crate::metrics::AgentMetrics;
+use crate::process::{ActiveFilters, Processing};
 use crate::tail::{AckHandle, Chunk, FileKey};
 
 /// Waits for the batches holding a chunk's lines (or, for inputs that are not files, a
@@ -186,6 +190,9 @@ pub struct PendingBatch {
     pub tickets: Vec<Arc<Ticket>>,
 }
 
+/// A decoded container runtime line: time, stream, whether it is a partial line, message.
+type DecodedLine<'a> = (i64, LogStream, bool, &'a [u8]);
+
 /// What a pod log file's lines are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LineKind {
@@ -194,18 +201,63 @@ enum LineKind {
     Dns,
 }
 
-/// Per-file state: the partial-line merger and what is carried into the next chunk.
+/// A record waiting for its batch, with the bytes of the file it came from: its first line's
+/// start and its last line's end.
+struct Ready {
+    start: u64,
+    end: u64,
+    record: Record,
+}
+
+/// A record of any table. The rare, large kinds are boxed so that moving the common one
+/// (a container log line) stays cheap.
+enum Record {
+    Log(ContainerLog),
+    Ingress(Box<IngressAccess>),
+    Dns(Box<DnsQuery>),
+    Netflow(Box<NetfilterLog>),
+    Audit(String),
+    Dead(Box<DeadLetter>),
+}
+
+/// Per-file state: the partial-line merger, the multiline joiner, records not yet in a batch,
+/// and the tickets of the chunks whose bytes they hold.
 struct FileState {
     merger: PartialMerger,
+    joiner: Option<MultilineJoiner>,
+    /// The pod annotation's pattern the joiner was made from, if it was.
+    joiner_annotation: Option<String>,
+    /// Identity from the path.
     pod: Option<PodIdentity>,
+    /// Identity with the API's metadata, as of the last chunk.
+    enriched: Option<PodIdentity>,
+    path: Arc<Path>,
     kind: LineKind,
     skip: bool,
+    /// The file's key, the batches' stream.
+    stream: String,
+    filters: ActiveFilters,
     /// Start of the oldest incomplete split line, per stream.
-    pending_start: [Option<u64>; 2],
-    /// Tickets of chunks whose incomplete split lines continue in later chunks.
-    carried: Vec<Arc<Ticket>>,
-    /// Where the next batch of this file starts (the carried line's start), if carrying.
-    carry_start: Option<u64>,
+    partial_start: [Option<u64>; 2],
+    /// First byte and end of the record the joiner holds, per stream.
+    joined: [Option<(u64, u64)>; 2],
+    /// Complete records not yet in a batch, in the order they were completed.
+    ready: Vec<Ready>,
+    /// Where the file's next batch starts: every byte before it is in a batch or needed none.
+    batch_start: u64,
+    /// Tickets of the chunks holding bytes at or after `batch_start`.
+    tickets: Vec<Arc<Ticket>>,
+    /// End of the last chunk read.
+    read_end: u64,
+}
+
+impl FileState {
+    /// Whether records or parts of them wait in this file's state.
+    fn holds_records(&self) -> bool {
+        !self.ready.is_empty()
+            || self.partial_start.iter().any(Option::is_some)
+            || self.joined.iter().any(Option::is_some)
+    }
 }
 
 fn stream_slot(s: LogStream) -> usize {
@@ -254,6 +306,19 @@ pub struct PodLogPipeline {
     metrics: Arc<AgentMetrics>,
     /// Kubernetes metadata for container logs, when the API is used.
     pod_metadata: Option<PodMetadataStore>,
+    processing: Processing,
+    /// Redactions since they were last added to the metrics, by pattern.
+    redaction_counts: Vec<u64>,
+    /// The clock of multiline timeouts.
+    clock: Instant,
+}
+
+/// What the line loop needs besides the file's state.
+struct LineContext<'a> {
+    processing: &'a Processing,
+    metrics: &'a AgentMetrics,
+    redaction_counts: &'a mut Vec<u64>,
+    input_name: &'a str,
 }
 
 impl PodLogPipeline {
@@ -265,6 +330,7 @@ impl PodLogPipeline {
         tailer: AckHandle,
         metrics: Arc<AgentMetrics>,
     ) -> Self {
+        let processing = Processing::none();
         PodLogPipeline {
             identity,
             format: LineFormat::Container,
@@ -275,6 +341,9 @@ impl PodLogPipeline {
             tailer,
             metrics,
             pod_metadata: None,
+            redaction_counts: processing.redactor.new_counts(),
+            processing,
+            clock: Instant::now(),
         }
     }
 
@@ -290,9 +359,29 @@ impl PodLogPipeline {
         self
     }
 
-    fn file_state(&mut self, key: FileKey, path: &Path) -> &mut FileState {
+    /// Joins, filters and redacts records as `processing` says (by default nothing is).
+    pub fn with_processing(mut self, processing: Processing) -> Self {
+        self.redaction_counts = processing.redactor.new_counts();
+        self.processing = processing;
+        self
+    }
+
+    /// Nanoseconds on the pipeline's monotonic clock.
+    pub fn now(&self) -> i64 {
+        i64::try_from(self.clock.elapsed().as_nanos()).unwrap_or(i64::MAX)
+    }
+
+    /// Whether a multiline record waits for more lines or its timeout.
+    pub fn has_pending_records(&self) -> bool {
+        self.files
+            .values()
+            .any(|f| f.joiner.as_ref().is_some_and(MultilineJoiner::has_pending))
+    }
+
+    fn file_state(&mut self, key: FileKey, path: &Arc<Path>, start: u64) -> &mut FileState {
         let input = &self.input;
         let is_container = self.format == LineFormat::Container;
+        let processing = &self.processing;
         self.files.entry(key).or_insert_with(|| {
             let pod = if is_container {
                 pod_identity_from_path(path)
@@ -323,64 +412,125 @@ impl PodLogPipeline {
             } else {
                 LineKind::Plain
             };
+            let joiner = if is_container {
+                processing.multiline.joiner_for(&ns, &name, &container)
+            } else {
+                None
+            };
             FileState {
                 merger: PartialMerger::new(input.max_line_bytes),
+                joiner,
+                joiner_annotation: None,
+                enriched: pod.clone(),
                 pod,
+                path: Arc::clone(path),
                 kind,
                 skip,
-                pending_start: [None, None],
-                carried: Vec::new(),
-                carry_start: None,
+                stream: key.to_string(),
+                filters: ActiveFilters::default(),
+                partial_start: [None, None],
+                joined: [None, None],
+                ready: Vec::new(),
+                batch_start: start,
+                tickets: Vec::new(),
+                read_end: start,
             }
         })
     }
 
     /// Decodes a chunk into zero or more batches.
     pub fn process(&mut self, chunk: Chunk) -> Vec<PendingBatch> {
+        let now = self.now();
+        self.process_at(chunk, now)
+    }
+
+    /// [`PodLogPipeline::process`] at `now` on the multiline clock.
+    pub fn process_at(&mut self, chunk: Chunk, now: i64) -> Vec<PendingBatch> {
         let ticket = Ticket::new(chunk.file, chunk.end, self.tailer.clone());
         let stream_key = chunk.file.to_string();
         let resume = Arc::clone(&self.resume);
         let use_resume = !resume.is_empty();
-        let origin = BatchOrigin {
-            agent: self.identity.agent.clone(),
-            cluster: self.identity.cluster.clone(),
-            node: self.identity.node.clone(),
-            input: self.input_name.clone(),
-            stream: stream_key.clone(),
-            file: Some(chunk.path.display().to_string()),
-            pod: None,
-        };
         let metrics = Arc::clone(&self.metrics);
         let format = self.format;
         let path_text = chunk.path.display().to_string();
         let pod_metadata = self.pod_metadata.clone();
-        let state = self.file_state(chunk.file, &chunk.path);
-        let mut out = Vec::new();
+        let processing = self.processing.clone();
         // Per chunk, not per file: the pod's labels may change, and its metadata may arrive
         // after its first lines (until then the path's metadata is used).
-        let mut pod = state.pod.clone();
+        let mut pod = self
+            .file_state(chunk.file, &chunk.path, chunk.start)
+            .pod
+            .clone();
         let mut excluded = false;
+        let mut annotation = None;
         if let (Some(store), Some(pod)) = (&pod_metadata, pod.as_mut()) {
             store.enrich(pod);
-            excluded = pod
-                .pod_uid
-                .as_deref()
-                .is_some_and(|uid| store.is_excluded(uid));
+            if let Some(uid) = pod.pod_uid.as_deref() {
+                excluded = store.is_excluded(uid);
+                annotation = store.multiline_start(uid);
+            }
         }
-        let mut builder = BatchBuilder::new(origin, pod, state.carry_start.unwrap_or(chunk.start));
-        builder.tickets.append(&mut state.carried);
-        builder.tickets.push(ticket.hold());
-        state.carry_start = None;
+        let mut out = Vec::new();
+        let mut cx = LineContext {
+            processing: &processing,
+            metrics: &metrics,
+            redaction_counts: &mut self.redaction_counts,
+            input_name: &self.input_name,
+        };
+        let state = self.files.get_mut(&chunk.file).expect("state made above");
+        if chunk.start < state.read_end {
+            // The file was truncated and is read again from an earlier offset: what was held
+            // of it is complete as it is.
+            flush_merger(state, &mut cx, now, state.read_end);
+            flush_joiner(state, &mut cx, None);
+            let end = state.read_end;
+            out.extend(self_cut(&self.identity, &self.input_name, state, end));
+            state.tickets.drain(..).for_each(|t| t.release());
+        }
+        if state.tickets.is_empty() && !state.holds_records() {
+            state.batch_start = chunk.start;
+        }
+        state.tickets.push(ticket.hold());
+        state.read_end = chunk.end;
+        if annotation.is_some() && annotation != state.joiner_annotation {
+            if let Some(joiner) = processing
+                .multiline
+                .joiner_for_annotation(annotation.as_deref().unwrap_or_default())
+            {
+                // Records begun under the old pattern are complete as they are.
+                flush_joiner(state, &mut cx, None);
+                state.joiner = Some(joiner);
+                state.joiner_annotation = annotation;
+            }
+        }
+        if format == LineFormat::Container {
+            state.filters = processing.filters.for_pod(pod.as_ref());
+        } else if state.filters.is_empty() && !processing.filters.is_empty() {
+            state.filters = processing.filters.for_pod(None);
+        }
+        state.enriched = pod;
 
         metrics.lines_read.inc_by(u64::from(chunk.lines));
         for line in chunk.lines() {
             if use_resume && resume.cover(&stream_key, line.start, line.end, &ticket) {
-                // Already in a buffered batch that is being re-sent: close the current batch
-                // before it, and start the next one after it.
-                if builder.has_records() {
-                    out.push(builder.take(line.start, &ticket));
-                }
-                builder.start = line.end;
+                // Already in a buffered batch that is being re-sent: what came before is
+                // complete and goes into a batch ending there; the next one starts after it.
+                flush_merger(state, &mut cx, now, line.start);
+                flush_joiner(state, &mut cx, None);
+                out.extend(self_cut(
+                    &self.identity,
+                    &self.input_name,
+                    state,
+                    line.start,
+                ));
+                state.batch_start = line.end;
+                state.tickets.retain(|t| {
+                    let keep = t.end > line.end;
+                    if !keep {
+                        t.release();
+                    }
+                    keep
+                });
                 continue;
             }
             if state.skip || excluded {
@@ -394,271 +544,491 @@ impl PodLogPipeline {
             match format {
                 LineFormat::Container => {}
                 LineFormat::Audit => {
-                    builder.audit_line(bytes, &path_text, line.start, &metrics);
+                    if let Some(record) = audit_line(bytes, &path_text, line.start, &mut cx, state)
+                    {
+                        state.ready.push(Ready {
+                            start: line.start,
+                            end: line.end,
+                            record,
+                        });
+                    }
                     continue;
                 }
                 LineFormat::KernLog { utc_offset_secs } => {
-                    builder.kern_log_line(bytes, utc_offset_secs, &path_text, line.start, &metrics);
+                    if let Some(record) = kern_log_line(
+                        bytes,
+                        utc_offset_secs,
+                        &path_text,
+                        line.start,
+                        &mut cx,
+                        state,
+                    ) {
+                        state.ready.push(Ready {
+                            start: line.start,
+                            end: line.end,
+                            record,
+                        });
+                    }
                     continue;
                 }
             }
             // Docker's message may need unescaping (an owned string); CRI's is borrowed from
             // the chunk, so a plain CRI line is never copied before it becomes a record.
             let docker;
-            let (time, stream, partial, message): (i64, LogStream, bool, &[u8]) =
-                if bytes[0] == b'{' {
-                    match parse_docker(bytes) {
-                        Ok(d) => {
-                            docker = d;
-                            (
-                                docker.time,
-                                docker.stream,
-                                docker.partial,
-                                docker.message.as_bytes(),
-                            )
-                        }
-                        Err(e) => {
-                            builder.bad_container_line(
-                                e.kind(),
-                                e.to_string(),
-                                &path_text,
-                                line.start,
-                                bytes,
-                                &metrics,
-                            );
-                            continue;
-                        }
+            let decoded: Result<DecodedLine<'_>, (&str, String)> = if bytes[0] == b'{' {
+                match parse_docker(bytes) {
+                    Ok(d) => {
+                        docker = d;
+                        Ok((
+                            docker.time,
+                            docker.stream,
+                            docker.partial,
+                            docker.message.as_bytes(),
+                        ))
                     }
-                } else {
-                    match parse_cri(bytes) {
-                        Ok(c) => (c.time, c.stream, c.partial, c.message),
-                        Err(e) => {
-                            builder.bad_container_line(
-                                e.kind(),
-                                e.to_string(),
-                                &path_text,
-                                line.start,
-                                bytes,
-                                &metrics,
-                            );
-                            continue;
-                        }
-                    }
-                };
+                    Err(e) => Err((e.kind(), e.to_string())),
+                }
+            } else {
+                match parse_cri(bytes) {
+                    Ok(c) => Ok((c.time, c.stream, c.partial, c.message)),
+                    Err(e) => Err((e.kind(), e.to_string())),
+                }
+            };
+            let (time, stream, partial, message) = match decoded {
+                Ok(d) => d,
+                Err((kind, reason)) => {
+                    let dead = reject(
+                        "pod_logs",
+                        kind,
+                        reason,
+                        format!("{path_text}:{}", line.start),
+                        bytes,
+                        &mut cx,
+                    );
+                    state.ready.push(Ready {
+                        start: line.start,
+                        end: line.end,
+                        record: Record::Dead(Box::new(dead)),
+                    });
+                    continue;
+                }
+            };
             let slot = stream_slot(stream);
-            if state.pending_start[slot].is_none() && partial {
-                state.pending_start[slot] = Some(line.start);
+            if state.partial_start[slot].is_none() && partial {
+                state.partial_start[slot] = Some(line.start);
             }
             if let Some(merged) = state.merger.push(time, stream, partial, message) {
-                state.pending_start[stream_slot(merged.stream)] = None;
+                let start = state.partial_start[stream_slot(merged.stream)]
+                    .take()
+                    .unwrap_or(line.start);
                 if merged.invalid_utf8 {
                     metrics.invalid_utf8_lines.inc();
                 }
                 if merged.truncated {
                     metrics.truncated_lines.inc();
                 }
-                builder.line(state.kind, merged.into_container_log());
+                let log = merged.into_container_log();
+                join_line(state, &mut cx, log, start, line.end, now);
             }
         }
         if chunk.finished {
-            // The file is gone and read to its end: a split line that never got its last part
-            // is emitted as it is.
-            while let Some(merged) = state.merger.flush() {
-                builder.line(state.kind, merged.into_container_log());
-            }
-            state.pending_start = [None, None];
+            // The file is gone and read to its end: a split line that never got its last part,
+            // and a multiline record still waiting, are complete as they are.
+            flush_merger(state, &mut cx, now, chunk.end);
+            flush_joiner(state, &mut cx, None);
         }
-        let carry = state.pending_start.iter().flatten().min().copied();
-        let end = carry.unwrap_or(chunk.end).max(builder.start);
-        if builder.has_records() {
-            out.push(builder.take(end, &ticket));
-        }
-        // Bytes without records (skipped namespaces, blank lines) need no batch: their
-        // tickets are simply not held for them.
-        builder.start = end;
-        if carry.is_some() {
-            state.carry_start = Some(builder.start);
-            state.carried = std::mem::take(&mut builder.tickets);
-        } else {
-            for t in builder.tickets.drain(..) {
-                t.release();
-            }
-        }
+        out.extend(self_cut(&self.identity, &self.input_name, state, chunk.end));
         if chunk.finished {
-            self.files.remove(&chunk.file);
+            if let Some(state) = self.files.remove(&chunk.file) {
+                state.tickets.iter().for_each(|t| t.release());
+            }
         }
+        self.publish_counts();
         // The pipeline's own reference: released now that every batch holds its own.
         ticket.release();
         out
     }
-}
 
-struct BatchBuilder {
-    origin: BatchOrigin,
-    pod: Option<PodIdentity>,
-    start: u64,
-    batch: IngestBatch,
-    tickets: Vec<Arc<Ticket>>,
-}
+    /// Ships multiline records whose file has been quiet for their timeout (on the pipeline's
+    /// clock); call it now and then while no chunk arrives.
+    pub fn flush_expired(&mut self) -> Vec<PendingBatch> {
+        let now = self.now();
+        self.flush_expired_at(now)
+    }
 
-impl BatchBuilder {
-    fn new(origin: BatchOrigin, pod: Option<PodIdentity>, start: u64) -> Self {
-        BatchBuilder {
-            origin,
-            pod,
-            start,
-            batch: IngestBatch::default(),
-            tickets: Vec::new(),
+    /// [`PodLogPipeline::flush_expired`] at `now` on the multiline clock.
+    pub fn flush_expired_at(&mut self, now: i64) -> Vec<PendingBatch> {
+        let mut out = Vec::new();
+        let processing = self.processing.clone();
+        let metrics = Arc::clone(&self.metrics);
+        let mut cx = LineContext {
+            processing: &processing,
+            metrics: &metrics,
+            redaction_counts: &mut self.redaction_counts,
+            input_name: &self.input_name,
+        };
+        for state in self.files.values_mut() {
+            let due = state
+                .joiner
+                .as_ref()
+                .and_then(MultilineJoiner::next_deadline)
+                .is_some_and(|d| d <= now);
+            if !due {
+                continue;
+            }
+            flush_joiner(state, &mut cx, Some(now));
+            let end = state.read_end;
+            out.extend(self_cut(&self.identity, &self.input_name, state, end));
+        }
+        self.publish_counts();
+        out
+    }
+
+    /// Adds the redactions counted since the last call to the metrics.
+    fn publish_counts(&mut self) {
+        if self.redaction_counts.iter().all(|c| *c == 0) {
+            return;
+        }
+        for (name, count) in self
+            .processing
+            .redactor
+            .names()
+            .zip(self.redaction_counts.iter_mut())
+        {
+            if *count > 0 {
+                self.metrics
+                    .redactions
+                    .get_or_create(&vec![("pattern".to_string(), name.to_string())])
+                    .inc_by(*count);
+                *count = 0;
+            }
         }
     }
+}
 
-    fn has_records(&self) -> bool {
-        self.batch.record_count() > 0
+/// A whole line (after the runtime's parts were merged), covering `[start, end)` of the file:
+/// into the multiline joiner if the file has one, else straight to the ready records.
+fn join_line(
+    state: &mut FileState,
+    cx: &mut LineContext<'_>,
+    log: ContainerLog,
+    start: u64,
+    end: u64,
+    now: i64,
+) {
+    let Some(joiner) = state.joiner.as_mut() else {
+        finish_record(state, cx, log, start, end);
+        return;
+    };
+    let slot = stream_slot(log.stream);
+    let before = joiner.stats();
+    let done = joiner.push(log, now);
+    let after = joiner.stats();
+    cx.metrics
+        .multiline_continuation_lines
+        .inc_by(after.continuation_lines - before.continuation_lines);
+    cx.metrics
+        .multiline_truncated_records
+        .inc_by(after.truncated_records - before.truncated_records);
+    match done {
+        Some(record) => {
+            let (s, e) = state.joined[slot]
+                .replace((start, end))
+                .expect("a completed record was held");
+            finish_record(state, cx, record, s, e);
+        }
+        None => match &mut state.joined[slot] {
+            Some((_, e)) => *e = end,
+            held => *held = Some((start, end)),
+        },
     }
+}
 
-    fn bad_container_line(
-        &mut self,
-        kind: &str,
-        reason: String,
-        path: &str,
-        offset: u64,
-        bytes: &[u8],
-        metrics: &AgentMetrics,
-    ) {
-        self.reject(
-            "pod_logs",
-            kind,
-            reason,
+/// Emits the joiner's records: those whose timeout passed at `now`, or all of them.
+fn flush_joiner(state: &mut FileState, cx: &mut LineContext<'_>, now: Option<i64>) {
+    loop {
+        let Some(joiner) = state.joiner.as_mut() else {
+            return;
+        };
+        let record = match now {
+            Some(now) => joiner.flush_expired(now),
+            None => joiner.flush(),
+        };
+        let Some(record) = record else { return };
+        if now.is_some() {
+            cx.metrics.multiline_timeout_flushes.inc();
+        }
+        let Some((s, e)) = state.joined[stream_slot(record.stream)].take() else {
+            continue;
+        };
+        finish_record(state, cx, record, s, e);
+    }
+}
+
+/// Emits split lines whose last part never came (their file ended, or a buffered batch follows
+/// them); they end at `end`.
+fn flush_merger(state: &mut FileState, cx: &mut LineContext<'_>, now: i64, end: u64) {
+    while let Some(merged) = state.merger.flush() {
+        let start = state.partial_start[stream_slot(merged.stream)]
+            .take()
+            .unwrap_or(end);
+        let log = merged.into_container_log();
+        join_line(state, cx, log, start, end, now);
+    }
+    state.partial_start = [None, None];
+}
+
+/// A complete container log record: filtered, redacted, recognised (ingress, DNS), made ready.
+fn finish_record(
+    state: &mut FileState,
+    cx: &mut LineContext<'_>,
+    mut log: ContainerLog,
+    start: u64,
+    end: u64,
+) {
+    if state.joiner.is_some() {
+        cx.metrics.multiline_records.inc();
+    }
+    if let Some(filter) = state.filters.dropping(&log.message) {
+        cx.metrics
+            .dropped_by_filter
+            .get_or_create(&vec![
+                ("input".to_string(), cx.input_name.to_string()),
+                (
+                    "filter".to_string(),
+                    cx.processing.filters.name(filter).to_string(),
+                ),
+            ])
+            .inc();
+        return;
+    }
+    if let std::borrow::Cow::Owned(redacted) = cx
+        .processing
+        .redactor
+        .redact(&log.message, cx.redaction_counts)
+    {
+        log.message = redacted;
+    }
+    let record = match state.kind {
+        LineKind::Ingress => {
+            match kestrel_parse::parse_ingress_default(log.message.as_bytes(), Some(log.time)) {
+                Ok(access) => Record::Ingress(Box::new(access)),
+                Err(_) => Record::Log(log),
+            }
+        }
+        // CoreDNS also prints banners and plugin messages: those stay container logs.
+        LineKind::Dns => match kestrel_parse::parse_coredns(log.message.as_bytes(), log.time) {
+            Ok(Some(query)) => Record::Dns(Box::new(query)),
+            _ => Record::Log(log),
+        },
+        LineKind::Plain => Record::Log(log),
+    };
+    state.ready.push(Ready { start, end, record });
+}
+
+/// Cuts the file's next batch at `limit` or before: at the first byte of any record still
+/// being put together (a split line, a multiline record), and never inside a complete
+/// record's bytes (stdout and stderr records interleave). Records wholly before the cut form
+/// the batch `[batch_start, cut)`; the others, and the tickets of chunks with bytes after the
+/// cut, wait for the next one. No records: no batch, and the tickets of the bytes before the
+/// cut are released (blank, skipped or dropped lines need no acknowledgement).
+fn self_cut(
+    identity: &AgentIdentity,
+    input_name: &str,
+    state: &mut FileState,
+    limit: u64,
+) -> Option<PendingBatch> {
+    let mut cut = limit;
+    for start in state.partial_start.iter().flatten() {
+        cut = cut.min(*start);
+    }
+    for (start, _) in state.joined.iter().flatten() {
+        cut = cut.min(*start);
+    }
+    loop {
+        let before = cut;
+        for r in &state.ready {
+            if r.start < cut && r.end > cut {
+                cut = r.start;
+            }
+        }
+        if cut == before {
+            break;
+        }
+    }
+    let cut = cut.max(state.batch_start);
+    let later: Vec<Arc<Ticket>> = state
+        .tickets
+        .iter()
+        .filter(|t| t.end > cut)
+        .map(Ticket::hold)
+        .collect();
+    let tickets = std::mem::replace(&mut state.tickets, later);
+    let start = std::mem::replace(&mut state.batch_start, cut);
+    let taken = state.ready.iter().filter(|r| r.end <= cut).count();
+    if taken == 0 {
+        tickets.iter().for_each(|t| t.release());
+        return None;
+    }
+    let mut batch = IngestBatch {
+        version: INGEST_FORMAT_VERSION,
+        id: batch_id(&identity.agent, input_name, &state.stream, start, cut),
+        origin: BatchOrigin {
+            agent: identity.agent.clone(),
+            cluster: identity.cluster.clone(),
+            node: identity.node.clone(),
+            input: input_name.to_string(),
+            stream: state.stream.clone(),
+            file: Some(state.path.display().to_string()),
+            pod: state.enriched.clone(),
+        },
+        start,
+        end: cut,
+        ..IngestBatch::default()
+    };
+    if state.joiner.is_none() && state.kind == LineKind::Plain {
+        batch.container_logs.reserve_exact(taken);
+    }
+    // Drained, not taken: `ready` keeps its capacity for the next chunk. What waits is
+    // usually nothing or a record or two.
+    let mut wait = Vec::new();
+    for r in state.ready.drain(..) {
+        if r.end > cut {
+            wait.push(r);
+            continue;
+        }
+        match r.record {
+            Record::Log(l) => batch.container_logs.push(l),
+            Record::Ingress(a) => batch.ingress.push(*a),
+            Record::Dns(d) => batch.dns.push(*d),
+            Record::Netflow(n) => batch.netflow.push(*n),
+            Record::Audit(a) => batch.audit.push(a),
+            Record::Dead(d) => batch.dead_letters.push(*d),
+        }
+    }
+    state.ready.append(&mut wait);
+    Some(PendingBatch { batch, tickets })
+}
+
+/// Counts a record dropped by filter `index`.
+fn count_drop(cx: &LineContext<'_>, index: usize) {
+    cx.metrics
+        .dropped_by_filter
+        .get_or_create(&vec![
+            ("input".to_string(), cx.input_name.to_string()),
+            (
+                "filter".to_string(),
+                cx.processing.filters.name(index).to_string(),
+            ),
+        ])
+        .inc();
+}
+
+/// A line that is not a record of its input, kept aside (redacted: it may hold secrets).
+fn reject(
+    source: &str,
+    kind: &str,
+    reason: String,
+    location: String,
+    bytes: &[u8],
+    cx: &mut LineContext<'_>,
+) -> DeadLetter {
+    cx.metrics.parse_errors.inc();
+    let cut = &bytes[..bytes.len().min(64 * 1024)];
+    // Audit lines may hold secrets even when they do not parse.
+    let payload = kestrel_parse::redact_lexical(&String::from_utf8_lossy(cut));
+    let payload = cx
+        .processing
+        .redactor
+        .redact(&payload, cx.redaction_counts)
+        .into_owned();
+    DeadLetter {
+        time: kestrel_event::time::now_nanos(),
+        source: source.into(),
+        kind: kind.into(),
+        reason,
+        location: Some(location),
+        size_bytes: bytes.len() as i64,
+        payload,
+    }
+}
+
+/// An audit log line: redacted here, before it is buffered or sent; the server parses it.
+fn audit_line(
+    bytes: &[u8],
+    path: &str,
+    offset: u64,
+    cx: &mut LineContext<'_>,
+    state: &FileState,
+) -> Option<Record> {
+    if !state.filters.is_empty() {
+        if let Some(index) = state.filters.dropping(&String::from_utf8_lossy(bytes)) {
+            count_drop(cx, index);
+            return None;
+        }
+    }
+    Some(match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(mut event) if event.is_object() => {
+            kestrel_parse::redact_value(&mut event);
+            if cx.processing.redactor.is_active() {
+                cx.processing
+                    .redactor
+                    .redact_json(&mut event, cx.redaction_counts);
+            }
+            Record::Audit(event.to_string())
+        }
+        Ok(_) => Record::Dead(Box::new(reject(
+            "audit_file",
+            "schema",
+            "an audit log line must be a JSON object".into(),
             format!("{path}:{offset}"),
             bytes,
-            metrics,
-        );
-    }
+            cx,
+        ))),
+        Err(e) => Record::Dead(Box::new(reject(
+            "audit_file",
+            "invalid_json",
+            format!("not JSON: {e}"),
+            format!("{path}:{offset}"),
+            bytes,
+            cx,
+        ))),
+    })
+}
 
-    fn reject(
-        &mut self,
-        source: &str,
-        kind: &str,
-        reason: String,
-        location: String,
-        bytes: &[u8],
-        metrics: &AgentMetrics,
-    ) {
-        metrics.parse_errors.inc();
-        let cut = &bytes[..bytes.len().min(64 * 1024)];
-        self.batch.dead_letters.push(DeadLetter {
-            time: kestrel_event::time::now_nanos(),
-            source: source.into(),
-            kind: kind.into(),
-            reason,
-            location: Some(location),
-            size_bytes: bytes.len() as i64,
-            // Audit lines may hold secrets even when they do not parse.
-            payload: kestrel_parse::redact_lexical(&String::from_utf8_lossy(cut)),
-        });
-    }
-
-    /// An audit log line: redacted here, before it is buffered or sent; the server parses it.
-    fn audit_line(&mut self, bytes: &[u8], path: &str, offset: u64, metrics: &AgentMetrics) {
-        match serde_json::from_slice::<serde_json::Value>(bytes) {
-            Ok(mut event) if event.is_object() => {
-                kestrel_parse::redact_value(&mut event);
-                self.batch.audit.push(event.to_string());
-            }
-            Ok(_) => self.reject(
-                "audit_file",
-                "schema",
-                "an audit log line must be a JSON object".into(),
-                format!("{path}:{offset}"),
-                bytes,
-                metrics,
-            ),
-            Err(e) => self.reject(
-                "audit_file",
-                "invalid_json",
-                format!("not JSON: {e}"),
-                format!("{path}:{offset}"),
-                bytes,
-                metrics,
-            ),
+/// A kern.log line: netfilter packet lines become `netflow` records; other kernel messages
+/// are not security records here and are skipped.
+fn kern_log_line(
+    bytes: &[u8],
+    utc_offset_secs: i32,
+    path: &str,
+    offset: u64,
+    cx: &mut LineContext<'_>,
+    state: &FileState,
+) -> Option<Record> {
+    if !state.filters.is_empty() {
+        if let Some(index) = state.filters.dropping(&String::from_utf8_lossy(bytes)) {
+            count_drop(cx, index);
+            return None;
         }
     }
-
-    /// A kern.log line: netfilter packet lines become `netflow` records; other kernel messages
-    /// are not security records here and are skipped.
-    fn kern_log_line(
-        &mut self,
-        bytes: &[u8],
-        utc_offset_secs: i32,
-        path: &str,
-        offset: u64,
-        metrics: &AgentMetrics,
-    ) {
-        let now = kestrel_event::time::now_nanos();
-        let parsed = kestrel_parse::parse_kern_log(bytes, now, utc_offset_secs).and_then(|l| {
-            l.map(|l| kestrel_parse::parse_packet(&l.text, l.time))
-                .transpose()
-                .map(Option::flatten)
-        });
-        match parsed {
-            Ok(Some(packet)) => self.batch.netflow.push(packet),
-            Ok(None) => {}
-            Err(e) => self.reject(
-                "kern_log",
-                "invalid_line",
-                e.to_string(),
-                format!("{path}:{offset}"),
-                bytes,
-                metrics,
-            ),
-        }
-    }
-
-    fn line(&mut self, kind: LineKind, log: kestrel_event::ContainerLog) {
-        match kind {
-            LineKind::Ingress => {
-                if let Ok(access) =
-                    kestrel_parse::parse_ingress_default(log.message.as_bytes(), Some(log.time))
-                {
-                    self.batch.ingress.push(access);
-                    return;
-                }
-            }
-            LineKind::Dns => {
-                // CoreDNS also prints banners and plugin messages: those stay container logs.
-                if let Ok(Some(query)) =
-                    kestrel_parse::parse_coredns(log.message.as_bytes(), log.time)
-                {
-                    self.batch.dns.push(query);
-                    return;
-                }
-            }
-            LineKind::Plain => {}
-        }
-        self.batch.container_logs.push(log);
-    }
-
-    /// Finishes the batch `[self.start, end)`: it takes the builder's ticket holds, and the
-    /// builder goes on at `end` holding the current chunk's ticket again.
-    fn take(&mut self, end: u64, current: &Arc<Ticket>) -> PendingBatch {
-        let mut origin = self.origin.clone();
-        origin.pod = self.pod.clone();
-        let id = batch_id(
-            &origin.agent,
-            &origin.input,
-            &origin.stream,
-            self.start,
-            end,
-        );
-        let mut batch = std::mem::take(&mut self.batch);
-        batch.version = INGEST_FORMAT_VERSION;
-        batch.id = id;
-        batch.origin = origin;
-        batch.start = self.start;
-        batch.end = end;
-        let tickets = std::mem::replace(&mut self.tickets, vec![current.hold()]);
-        self.start = end;
-        PendingBatch { batch, tickets }
+    let now = kestrel_event::time::now_nanos();
+    let parsed = kestrel_parse::parse_kern_log(bytes, now, utc_offset_secs).and_then(|l| {
+        l.map(|l| kestrel_parse::parse_packet(&l.text, l.time))
+            .transpose()
+            .map(Option::flatten)
+    });
+    match parsed {
+        Ok(Some(packet)) => Some(Record::Netflow(Box::new(packet))),
+        Ok(None) => None,
+        Err(e) => Some(Record::Dead(Box::new(reject(
+            "kern_log",
+            "invalid_line",
+            e.to_string(),
+            format!("{path}:{offset}"),
+            bytes,
+            cx,
+        )))),
     }
 }
 
@@ -907,5 +1277,378 @@ mod tests {
                 .for_each(|t| t.release());
             tailer.shutdown().unwrap();
         }
+    }
+
+    /// A tailer and pipeline over the pod log in `dir` (written if `lines` is given) with
+    /// `input_yaml` added to the pod logs input and `top_yaml` to the configuration.
+    fn processed(
+        dir: &Path,
+        lines: Option<&[String]>,
+        max_chunk: usize,
+        input_yaml: &str,
+        top_yaml: &str,
+        checkpoints: &str,
+    ) -> (Tailer, ChunkReceiver, PodLogPipeline) {
+        let pod = dir.join(POD);
+        std::fs::create_dir_all(&pod).unwrap();
+        if let Some(lines) = lines {
+            let mut text = lines.join("\n");
+            text.push('\n');
+            std::fs::write(pod.join("0.log"), text).unwrap();
+        }
+        let yaml = format!(
+            "server: {{url: http://127.0.0.1:9}}\ndata_dir: {}\ninputs:\n  - type: pod_logs\n    path: {}\n    max_line_bytes: 512\n{input_yaml}{top_yaml}",
+            dir.join("agent").display(),
+            dir.join("pods").display()
+        );
+        let config = AgentConfig::from_yaml(&yaml).unwrap();
+        let (mut tail, input, _) = config.file_input(&config.inputs[0]);
+        tail.max_chunk_bytes = max_chunk;
+        tail.inotify = false;
+        let (tailer, rx) = Tailer::start(tail, dir.join(checkpoints)).unwrap();
+        let pipeline = PodLogPipeline::new(
+            AgentIdentity {
+                agent: "node-1".into(),
+                ..Default::default()
+            },
+            input,
+            "pod_logs".into(),
+            Arc::new(ResumeRanges::default()),
+            tailer.ack_handle(),
+            Arc::new(AgentMetrics::default()),
+        )
+        .with_processing(config.processing(&config.inputs[0]).unwrap());
+        (tailer, rx, pipeline)
+    }
+
+    fn cri_on(i: usize, stream: &str, msg: &str) -> String {
+        format!("2026-11-20T09:00:{:02}.{:09}Z {stream} F {msg}", i % 60, i)
+    }
+
+    /// Java-like records on stdout and stderr, interleaved line by line, some split by the
+    /// runtime; returns the lines and the records expected per stream.
+    fn interleaved_traces() -> (Vec<String>, Vec<String>, Vec<String>) {
+        let mut lines = Vec::new();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut i = 0;
+        for r in 0..60 {
+            let frames = r % 5;
+            let mut rec_out = format!("2026-11-20 INFO out {r}");
+            let mut rec_err = format!("2026-11-20 ERROR err {r}");
+            let mut pairs = vec![(rec_out.clone(), rec_err.clone())];
+            for f in 0..frames {
+                let o = format!("\tat out.Frame{f}(F.java:{r})");
+                let e = format!("\tat err.Frame{f}(E.java:{r})");
+                rec_out.push('\n');
+                rec_out.push_str(&o);
+                rec_err.push('\n');
+                rec_err.push_str(&e);
+                pairs.push((o, e));
+            }
+            for (o, e) in pairs {
+                i += 1;
+                if i % 9 == 0 {
+                    // The runtime split this one into two parts.
+                    let (a, b) = o.split_at(o.len() / 2);
+                    lines.push(format!("2026-11-20T09:00:00.{i:09}Z stdout P {a}"));
+                    lines.push(format!("2026-11-20T09:00:00.{i:09}Z stdout F {b}"));
+                } else {
+                    lines.push(cri_on(i, "stdout", &o));
+                }
+                lines.push(cri_on(i, "stderr", &e));
+            }
+            out.push(rec_out);
+            err.push(rec_err);
+        }
+        (lines, out, err)
+    }
+
+    const JAVA: &str = "    multiline:\n      - {preset: java, timeout: 2s}\n";
+
+    fn messages(batches: &[PendingBatch], stream: LogStream) -> Vec<String> {
+        batches
+            .iter()
+            .flat_map(|b| &b.batch.container_logs)
+            .filter(|l| l.stream == stream)
+            .map(|l| l.message.clone())
+            .collect()
+    }
+
+    /// Reads the whole file, then lets the multiline timeout pass.
+    fn read_all(
+        rx: &ChunkReceiver,
+        pipeline: &mut PodLogPipeline,
+        total: u64,
+    ) -> Vec<PendingBatch> {
+        let (mut batches, _) = drain(rx, pipeline, total);
+        assert!(pipeline.has_pending_records());
+        batches.extend(pipeline.flush_expired_at(i64::MAX));
+        assert!(!pipeline.has_pending_records());
+        batches
+    }
+
+    #[test]
+    fn multiline_records_stay_whole_across_chunks_and_never_straddle_a_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lines, want_out, want_err) = interleaved_traces();
+        let total: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+        for chunk in [600, 1000, 1 << 20] {
+            let (tailer, rx, mut pipeline) = processed(
+                dir.path(),
+                Some(&lines),
+                chunk,
+                JAVA,
+                "",
+                &format!("checkpoints-{chunk}.json"),
+            );
+            let batches = read_all(&rx, &mut pipeline, total);
+            assert_eq!(
+                messages(&batches, LogStream::Stdout),
+                want_out,
+                "chunk {chunk}"
+            );
+            assert_eq!(
+                messages(&batches, LogStream::Stderr),
+                want_err,
+                "chunk {chunk}"
+            );
+            for pair in batches.windows(2) {
+                assert!(pair[0].batch.end <= pair[1].batch.start);
+            }
+            assert_eq!(batches.last().unwrap().batch.end, total);
+            let m = &pipeline.metrics;
+            assert_eq!(m.multiline_records.get(), 120);
+            assert_eq!(m.multiline_timeout_flushes.get(), 2);
+            // Acknowledging every batch moves the checkpoint to the end, not before.
+            let key = rx_key(&batches);
+            let ack = tailer.ack_handle();
+            let mut tickets: Vec<Arc<Ticket>> =
+                batches.into_iter().flat_map(|b| b.tickets).collect();
+            let last = tickets.pop().unwrap();
+            tickets.iter().for_each(|t| t.release());
+            assert!(ack.checkpoint(key).unwrap() < total);
+            last.release();
+            assert_eq!(ack.checkpoint(key), Some(total));
+            tailer.shutdown().unwrap();
+        }
+    }
+
+    fn rx_key(batches: &[PendingBatch]) -> FileKey {
+        batches[0].tickets[0].file
+    }
+
+    #[test]
+    fn a_restart_over_buffered_multiline_batches_repeats_and_loses_no_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lines, want_out, want_err) = interleaved_traces();
+        let total: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+        let (tailer, rx, mut pipeline) =
+            processed(dir.path(), Some(&lines), 700, JAVA, "", "first.json");
+        let first = read_all(&rx, &mut pipeline, total);
+        tailer.shutdown().unwrap();
+        assert!(first.len() > 5, "{} batches", first.len());
+        // The first run "crashed" with its first k batches in the disk buffer and nothing
+        // acknowledged: the second run reads the file from 0 with bigger chunks.
+        for k in [1, first.len() / 2, first.len() - 1] {
+            let buffered: Vec<BatchMeta> = first[..k]
+                .iter()
+                .map(|b| BatchMeta {
+                    id: b.batch.id.clone(),
+                    input: "pod_logs".into(),
+                    stream: b.batch.origin.stream.clone(),
+                    start: b.batch.start,
+                    end: b.batch.end,
+                    records: b.batch.record_count() as u32,
+                })
+                .collect();
+            let (tailer, rx, mut pipeline) = processed(
+                dir.path(),
+                None,
+                1500,
+                JAVA,
+                "",
+                &format!("second-{k}.json"),
+            );
+            pipeline.resume = Arc::new(ResumeRanges::new("pod_logs", &buffered));
+            let second = read_all(&rx, &mut pipeline, total);
+            for b in &second {
+                for m in &buffered {
+                    assert!(
+                        b.batch.end <= m.start || b.batch.start >= m.end,
+                        "batch [{}, {}) overlaps a buffered one [{}, {})",
+                        b.batch.start,
+                        b.batch.end,
+                        m.start,
+                        m.end
+                    );
+                }
+            }
+            let mut all: Vec<PendingBatch> = Vec::new();
+            for b in &first[..k] {
+                all.push(PendingBatch {
+                    batch: b.batch.clone(),
+                    tickets: Vec::new(),
+                });
+            }
+            all.extend(second);
+            all.sort_by_key(|b| b.batch.start);
+            assert_eq!(messages(&all, LogStream::Stdout), want_out, "k = {k}");
+            assert_eq!(messages(&all, LogStream::Stderr), want_err, "k = {k}");
+            tailer.shutdown().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_quiet_files_last_record_is_shipped_after_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines: Vec<String> = [
+            "2026-11-20 ERROR failed",
+            "java.lang.IllegalStateException: boom",
+            "\tat a.B.c(B.java:1)",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, l)| cri_on(i, "stdout", l))
+        .collect();
+        let total: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+        let (tailer, rx, mut pipeline) =
+            processed(dir.path(), Some(&lines), 1 << 20, JAVA, "", "c.json");
+        let chunk = rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap();
+        let key = chunk.file;
+        assert!(
+            pipeline.process_at(chunk, 1_000).is_empty(),
+            "the record may go on"
+        );
+        let two_seconds = 2_000_000_000;
+        assert!(pipeline
+            .flush_expired_at(1_000 + two_seconds - 1)
+            .is_empty());
+        let batches = pipeline.flush_expired_at(1_000 + two_seconds);
+        assert_eq!(batches.len(), 1);
+        let b = &batches[0].batch;
+        assert_eq!((b.start, b.end), (0, total));
+        assert_eq!(
+            b.container_logs[0].message,
+            "2026-11-20 ERROR failed\njava.lang.IllegalStateException: boom\n\tat a.B.c(B.java:1)"
+        );
+        let ack = tailer.ack_handle();
+        assert_eq!(ack.checkpoint(key), Some(0));
+        batches
+            .into_iter()
+            .flat_map(|b| b.tickets)
+            .for_each(|t| t.release());
+        assert_eq!(ack.checkpoint(key), Some(total));
+        tailer.shutdown().unwrap();
+    }
+
+    #[test]
+    fn filtered_lines_are_dropped_counted_and_still_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines: Vec<String> = (0..200)
+            .map(|i| {
+                if i % 4 == 0 {
+                    cri(i, "F", &format!("GET /healthz 200 probe {i}"))
+                } else {
+                    cri(i, "F", &format!("order {i} placed"))
+                }
+            })
+            .collect();
+        let total: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+        let filters =
+            "    filters:\n      - {name: health, action: drop, message: 'GET /healthz'}\n";
+        let (tailer, rx, mut pipeline) =
+            processed(dir.path(), Some(&lines), 600, filters, "", "c.json");
+        let (batches, key) = drain(&rx, &mut pipeline, total);
+        let got: Vec<String> = batches
+            .iter()
+            .flat_map(|b| b.batch.container_logs.iter().map(|l| l.message.clone()))
+            .collect();
+        assert_eq!(got.len(), 150);
+        assert!(got.iter().all(|m| m.starts_with("order ")));
+        let dropped = pipeline
+            .metrics
+            .dropped_by_filter
+            .get_or_create(&vec![
+                ("input".to_string(), "pod_logs".to_string()),
+                ("filter".to_string(), "health".to_string()),
+            ])
+            .get();
+        assert_eq!(dropped, 50);
+        batches
+            .into_iter()
+            .flat_map(|b| b.tickets)
+            .for_each(|t| t.release());
+        assert_eq!(tailer.ack_handle().checkpoint(key), Some(total));
+        tailer.shutdown().unwrap();
+
+        // Every line dropped: no batch at all, and the checkpoint still reaches the end.
+        let dir = tempfile::tempdir().unwrap();
+        let all = "    filters:\n      - {name: everything, action: drop, namespaces: [shop]}\n";
+        let (tailer, rx, mut pipeline) =
+            processed(dir.path(), Some(&lines), 600, all, "", "c.json");
+        let (batches, key) = drain(&rx, &mut pipeline, total);
+        assert!(batches.is_empty());
+        assert_eq!(tailer.ack_handle().checkpoint(key), Some(total));
+        tailer.shutdown().unwrap();
+    }
+
+    #[test]
+    fn secrets_are_redacted_before_batching_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines = vec![
+            cri(0, "F", "login ok password=hunter2 user=bob"),
+            cri(1, "F", "plain line"),
+            cri(
+                2,
+                "F",
+                "calling with Authorization: Bearer abcdefgh12345678",
+            ),
+            // Not a CRI line: kept aside as a dead letter, redacted as well.
+            "garbage AKIAIOSFODNN7EXAMPLE".to_string(),
+        ];
+        let total: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+        let rules = "redaction:\n  rules:\n    - {name: user, pattern: 'user=\\w+', replacement: 'user=[REDACTED:user]'}\n";
+        let (tailer, rx, mut pipeline) =
+            processed(dir.path(), Some(&lines), 1 << 20, "", rules, "c.json");
+        let (batches, _) = drain(&rx, &mut pipeline, total);
+        let b = &batches[0].batch;
+        let got: Vec<&str> = b
+            .container_logs
+            .iter()
+            .map(|l| l.message.as_str())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "login ok password=[REDACTED:password] user=[REDACTED:user]",
+                "plain line",
+                "calling with Authorization: Bearer [REDACTED:authorization]",
+            ]
+        );
+        assert_eq!(
+            b.dead_letters[0].payload,
+            "garbage [REDACTED:aws_access_key_id]"
+        );
+        let count = |name: &str| {
+            pipeline
+                .metrics
+                .redactions
+                .get_or_create(&vec![("pattern".to_string(), name.to_string())])
+                .get()
+        };
+        assert_eq!(
+            (
+                count("password"),
+                count("user"),
+                count("authorization"),
+                count("aws_access_key_id")
+            ),
+            (1, 1, 1, 1)
+        );
+        batches
+            .into_iter()
+            .flat_map(|b| b.tickets)
+            .for_each(|t| t.release());
+        tailer.shutdown().unwrap();
     }
 }

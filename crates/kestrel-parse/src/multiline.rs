@@ -2,7 +2,11 @@
 //! pattern, after the runtime's partial lines were merged.
 //!
 //! A line matching the `start` regex begins a new record; any other line is appended to the
-//! record in progress with a `\n` (a line with no record in progress starts one). A record is
+//! record in progress with a `\n` (a line with no record in progress starts one). A joiner
+//! made with [`MultilineJoiner::continuation`] reads its pattern the other way round: lines
+//! matching it continue the record in progress, any other line starts one (stack traces are
+//! easier to recognise by their continuation lines). A record that reaches `max_lines` lines
+//! is emitted and the next line starts a new one (nothing is dropped). A record is
 //! emitted when the next record starts, when the caller says its timeout elapsed
 //! ([`MultilineJoiner::flush_expired`], with the time the caller passes), or on
 //! [`MultilineJoiner::flush`]. One record in progress per stream: stdout and stderr interleave in
@@ -30,6 +34,8 @@ pub struct MultilineStats {
     pub truncated_records: u64,
     /// Bytes dropped from cut records.
     pub dropped_bytes: u64,
+    /// Records emitted because they reached `max_lines` (the next line began a new record).
+    pub line_limited_records: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -39,14 +45,19 @@ struct Pending {
     updated_ns: i64,
     /// The record is full: further continuation lines are dropped.
     full: bool,
+    /// Lines in the record.
+    lines: usize,
 }
 
 /// Joins lines into records; see the module documentation. Clone a configured joiner to get
 /// one per file without compiling the pattern again.
 #[derive(Debug, Clone)]
 pub struct MultilineJoiner {
+    /// The start pattern, or the continuation pattern when `continuation` is set.
     start: Regex,
+    continuation: bool,
     max_bytes: usize,
+    max_lines: usize,
     timeout_ns: i64,
     slots: [Option<Pending>; 2],
     stats: MultilineStats,
@@ -85,11 +96,33 @@ impl MultilineJoiner {
         })?;
         Ok(MultilineJoiner {
             start,
+            continuation: false,
             max_bytes: max_bytes.max(1),
+            max_lines: usize::MAX,
             timeout_ns,
             slots: [None, None],
             stats: MultilineStats::default(),
         })
+    }
+
+    /// A joiner whose pattern matches continuation lines: a line matching
+    /// `continuation_pattern` is appended to the record in progress, any other line starts a
+    /// record. Otherwise as [`MultilineJoiner::new`].
+    pub fn continuation(
+        continuation_pattern: &str,
+        max_bytes: usize,
+        timeout_ns: i64,
+    ) -> Result<Self, MultilineError> {
+        let mut joiner = MultilineJoiner::new(continuation_pattern, max_bytes, timeout_ns)?;
+        joiner.continuation = true;
+        Ok(joiner)
+    }
+
+    /// Emits a record once it holds `max_lines` lines (at least 1); the next line starts a new
+    /// record whatever it is.
+    pub fn with_max_lines(mut self, max_lines: usize) -> Self {
+        self.max_lines = max_lines.max(1);
+        self
     }
 
     /// Counters so far.
@@ -119,10 +152,16 @@ impl MultilineJoiner {
     /// Feeds one line at `now_ns` (the caller's clock); returns the record it completed, if any.
     pub fn push(&mut self, line: ContainerLog, now_ns: i64) -> Option<ContainerLog> {
         let idx = slot_of(line.stream);
-        let starts = self.start.is_match(&line.message);
+        let starts = self.start.is_match(&line.message) != self.continuation;
         if !starts {
-            if let Some(p) = &mut self.slots[idx] {
+            let at_limit = self.slots[idx]
+                .as_ref()
+                .is_some_and(|p| p.lines >= self.max_lines);
+            if at_limit {
+                self.stats.line_limited_records += 1;
+            } else if let Some(p) = &mut self.slots[idx] {
                 p.updated_ns = now_ns;
+                p.lines += 1;
                 self.stats.continuation_lines += 1;
                 p.record.truncated |= line.truncated;
                 let len = p.record.message.len();
@@ -169,6 +208,7 @@ impl MultilineJoiner {
             record,
             updated_ns: now_ns,
             full,
+            lines: 1,
         });
         done
     }
@@ -291,6 +331,24 @@ mod tests {
             (rec.message.as_str(), rec.truncated),
             ("2026-11-20 01234", true)
         );
+    }
+
+    #[test]
+    fn continuation_patterns_and_the_line_limit() {
+        let mut j = MultilineJoiner::continuation(r"^\s", 1000, 5)
+            .unwrap()
+            .with_max_lines(3);
+        assert_eq!(j.push(log(1, OUT, "Exception in main"), 0), None);
+        assert_eq!(j.push(log(2, OUT, "\tat a"), 0), None);
+        assert_eq!(j.push(log(3, OUT, "\tat b"), 0), None);
+        // The record holds three lines: the fourth starts a new one, nothing is dropped.
+        let first = j.push(log(4, OUT, "\tat c"), 0).unwrap();
+        assert_eq!(first.message, "Exception in main\n\tat a\n\tat b");
+        let second = j.push(log(5, OUT, "next"), 0).unwrap();
+        assert_eq!(second.message, "\tat c");
+        assert_eq!(j.flush().unwrap().message, "next");
+        let s = j.stats();
+        assert_eq!((s.records, s.line_limited_records), (3, 1));
     }
 
     #[test]

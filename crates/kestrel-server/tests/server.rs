@@ -249,3 +249,134 @@ async fn falco_posts_with_a_token_in_the_url_or_a_client_certificate_and_becomes
     stop_tx.send(()).unwrap();
     serving.await.unwrap().unwrap();
 }
+
+/// Polls `probe` every 50 ms until it is true; panics after a minute.
+async fn eventually(what: &str, mut probe: impl AsyncFnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !probe().await {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_ships_with_its_client_certificate_and_without_one_it_cannot() {
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = TestCa::new("kestrel test CA");
+    let (server_cert, server_key) = ca.sign(&["localhost"], ServerAuth);
+    let (agent_cert, agent_key) = ca.sign(&["node-1"], ClientAuth);
+    let (rogue_cert, rogue_key) = TestCa::new("another CA").sign(&["node-1"], ClientAuth);
+    for (file, text) in [
+        ("ca.crt", &ca.cert_pem),
+        ("server.crt", &server_cert),
+        ("server.key", &server_key),
+        ("agent.crt", &agent_cert),
+        ("agent.key", &agent_key),
+    ] {
+        std::fs::write(d.join(file), text).unwrap();
+    }
+    let config = ServerConfig::from_yaml(&format!(
+        "listen: 127.0.0.1:0\ndata_dir: {d}/data\ntls: {{cert_file: {d}/server.crt, key_file: {d}/server.key, client_ca_file: {d}/ca.crt}}\n",
+        d = d.display()
+    ))
+    .unwrap();
+    let server = Server::bind(config).await.unwrap();
+    let port = server.local_addr().port();
+    let admin = server.state().tokens.create("admin", Role::Admin).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(async {
+        let _ = stop_rx.await;
+    }));
+    let trust = reqwest::Certificate::from_pem(ca.cert_pem.as_bytes()).unwrap();
+
+    // A certificate from another CA is refused during the handshake.
+    let rogue = reqwest::Client::builder()
+        .add_root_certificate(trust.clone())
+        .identity(
+            reqwest::Identity::from_pem(format!("{rogue_cert}{rogue_key}").as_bytes()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    assert!(rogue
+        .get(format!("https://localhost:{port}/healthz"))
+        .send()
+        .await
+        .is_err());
+
+    // The real agent, with only its certificate (no token), ships a pod log.
+    let pod_dir = d.join("pods/shop_web-1_1f2e3d4c-aaaa-bbbb-cccc-123456789abc/nginx");
+    std::fs::create_dir_all(&pod_dir).unwrap();
+    let lines: String = (0..50)
+        .map(|i| {
+            format!(
+                "2026-11-20T09:00:{:02}.000000000Z stdout F mtls line {i}\n",
+                i % 60
+            )
+        })
+        .collect();
+    std::fs::write(pod_dir.join("0.log"), lines).unwrap();
+    let agent_yaml = |name: &str, cert: bool| {
+        format!(
+            "server:\n  url: https://localhost:{port}\n  ca_file: {d}/ca.crt\n  max_backoff: 200ms\n{cert}\
+             data_dir: {d}/{name}\nname: {name}\nlisten: null\nkubernetes: {{enabled: false}}\ninputs:\n  - type: pod_logs\n    path: {d}/pods\n",
+            d = d.display(),
+            cert = if cert {
+                format!(
+                    "  client_cert_file: {d}/agent.crt\n  client_key_file: {d}/agent.key\n",
+                    d = d.display()
+                )
+            } else {
+                String::new()
+            }
+        )
+    };
+    let agent = kestrel_agent::Agent::start(
+        kestrel_agent::config::AgentConfig::from_yaml(&agent_yaml("node-1", true)).unwrap(),
+    )
+    .await
+    .unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(trust)
+        .build()
+        .unwrap();
+    let count = async || -> i64 {
+        let body: serde_json::Value = client
+            .post(format!("https://localhost:{port}/v1/query"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"sql": "SELECT count(*) AS n FROM container_log"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["rows"][0][0].as_i64().unwrap_or(0)
+    };
+    eventually("the agent's 50 lines", async || count().await == 50).await;
+    agent.shutdown(std::time::Duration::from_secs(1)).await;
+
+    // The same agent with neither a certificate nor a token cannot deliver: it retries, and
+    // nothing more lands.
+    let anonymous_agent = kestrel_agent::Agent::start(
+        kestrel_agent::config::AgentConfig::from_yaml(&agent_yaml("node-2", false)).unwrap(),
+    )
+    .await
+    .unwrap();
+    eventually("the anonymous agent to retry", async || {
+        anonymous_agent.metrics().retries.get() >= 2
+    })
+    .await;
+    assert_eq!(anonymous_agent.metrics().batches_acked.get(), 0);
+    assert_eq!(count().await, 50);
+    anonymous_agent
+        .shutdown(std::time::Duration::from_millis(100))
+        .await;
+
+    stop_tx.send(()).unwrap();
+    serving.await.unwrap().unwrap();
+}

@@ -50,6 +50,8 @@ struct PodMeta {
     labels: Arc<str>,
     excluded_by_annotation: bool,
     excluded_by_label: bool,
+    /// The `kestrel.io/multiline-start` annotation.
+    multiline_start: Option<String>,
     /// The pod's controller: `(kind, name)`.
     controller: Option<(String, String)>,
     /// Image per container name (init and ephemeral containers included).
@@ -280,6 +282,14 @@ impl PodMetadataStore {
     /// A namespace's labels as a JSON object.
     pub fn namespace_labels(&self, namespace: &str) -> Option<String> {
         self.read().namespaces.get(namespace).map(|l| l.to_string())
+    }
+
+    /// The pod's `kestrel.io/multiline-start` annotation: its own multiline start pattern.
+    pub fn multiline_start(&self, pod_uid: &str) -> Option<String> {
+        self.read()
+            .pods
+            .get(pod_uid)
+            .and_then(|p| p.multiline_start.clone())
     }
 
     /// Whether a pod's logs must not be read: annotated `kestrel.io/exclude: "true"`, carrying
@@ -515,6 +525,11 @@ impl PodMetadataStore {
                 .annotations()
                 .get(EXCLUDE_ANNOTATION)
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            multiline_start: pod
+                .annotations()
+                .get(crate::process::MULTILINE_START_ANNOTATION)
+                .filter(|v| !v.is_empty())
+                .cloned(),
             excluded_by_label: self.inner.filter.exclude_labels.iter().any(|sel| {
                 labels
                     .get(&sel.key)
