@@ -530,6 +530,10 @@ impl AgentConfig {
             InputConfig::PodLogs(p) => (&p.multiline, &p.filters, true),
             InputConfig::AuditFiles(a) => (&[], &a.filters, false),
             InputConfig::KernLog(k) => (&[], &k.filters, false),
+            // Stream inputs take neither multiline rules nor filters (yet).
+            InputConfig::Journal(_) | InputConfig::Kmsg(_) | InputConfig::K8sEvents(_) => {
+                (&[], &[], false)
+            }
         };
         let multiline = MultilineRules::new(name, multiline);
         let filters = Filters::new(name, filters, pods);

@@ -257,6 +257,26 @@ pub fn registry(
         "compressed bytes sent",
         &metrics.sent_bytes,
     );
+    counter(
+        "kestrel_agent_multiline_records",
+        "records made by multiline joining",
+        &metrics.multiline_records,
+    );
+    counter(
+        "kestrel_agent_multiline_continuation_lines",
+        "lines joined to a multiline record they did not start",
+        &metrics.multiline_continuation_lines,
+    );
+    counter(
+        "kestrel_agent_multiline_truncated_records",
+        "multiline records cut at max_bytes",
+        &metrics.multiline_truncated_records,
+    );
+    counter(
+        "kestrel_agent_multiline_timeout_flushes",
+        "multiline records shipped after their file was quiet for the timeout",
+        &metrics.multiline_timeout_flushes,
+    );
     let inputs = &metrics.inputs;
     r.register(
         "kestrel_agent_input_records",
@@ -277,26 +297,6 @@ pub fn registry(
         "kestrel_agent_input_restarts",
         "restarts of an input's reader (journalctl exits, watch failures)",
         inputs.restarts.clone(),
-    );
-    counter(
-        "kestrel_agent_multiline_records",
-        "records made by multiline joining",
-        &metrics.multiline_records,
-    );
-    counter(
-        "kestrel_agent_multiline_continuation_lines",
-        "lines joined to a multiline record they did not start",
-        &metrics.multiline_continuation_lines,
-    );
-    counter(
-        "kestrel_agent_multiline_truncated_records",
-        "multiline records cut at max_bytes",
-        &metrics.multiline_truncated_records,
-    );
-    counter(
-        "kestrel_agent_multiline_timeout_flushes",
-        "multiline records shipped after their file was quiet for the timeout",
-        &metrics.multiline_timeout_flushes,
     );
     r.register(
         "kestrel_agent_dropped_by_filter",

@@ -68,6 +68,15 @@ impl std::fmt::Debug for Ticket {
 }
 
 impl Ticket {
+    /// The end of the file chunk the ticket acknowledges; tickets of positions (inputs that
+    /// are not files) never take part in a file's byte ranges and count as unbounded.
+    fn end(&self) -> u64 {
+        match &self.target {
+            AckTarget::File { end, .. } => *end,
+            AckTarget::Position(_) => u64::MAX,
+        }
+    }
+
     fn new(file: FileKey, end: u64, tailer: AckHandle) -> Arc<Ticket> {
         // One reference held by the pipeline until it has handed the chunk out.
         Arc::new(Ticket {
@@ -525,7 +534,7 @@ impl PodLogPipeline {
                 ));
                 state.batch_start = line.end;
                 state.tickets.retain(|t| {
-                    let keep = t.end > line.end;
+                    let keep = t.end() > line.end;
                     if !keep {
                         t.release();
                     }
@@ -860,7 +869,7 @@ fn self_cut(
     let later: Vec<Arc<Ticket>> = state
         .tickets
         .iter()
-        .filter(|t| t.end > cut)
+        .filter(|t| t.end() > cut)
         .map(Ticket::hold)
         .collect();
     let tickets = std::mem::replace(&mut state.tickets, later);
@@ -1302,7 +1311,7 @@ mod tests {
             dir.join("pods").display()
         );
         let config = AgentConfig::from_yaml(&yaml).unwrap();
-        let (mut tail, input, _) = config.file_input(&config.inputs[0]);
+        let (mut tail, input, _) = config.file_input(&config.inputs[0]).unwrap();
         tail.max_chunk_bytes = max_chunk;
         tail.inotify = false;
         let (tailer, rx) = Tailer::start(tail, dir.join(checkpoints)).unwrap();
@@ -1434,7 +1443,10 @@ mod tests {
     }
 
     fn rx_key(batches: &[PendingBatch]) -> FileKey {
-        batches[0].tickets[0].file
+        match &batches[0].tickets[0].target {
+            AckTarget::File { file, .. } => *file,
+            AckTarget::Position(_) => panic!("a file pipeline's ticket acknowledges a file"),
+        }
     }
 
     #[test]
