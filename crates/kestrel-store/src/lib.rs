@@ -4,19 +4,22 @@
 
 mod agent_tables;
 mod falco_table;
+pub mod functions;
+pub mod manifest;
 mod parquet_files;
 mod query;
 mod rows;
 mod schema;
 pub mod schema_doc;
 mod store;
+pub mod verify;
 pub mod wal;
 
 pub use agent_tables::ingest_batches;
 pub use query::{check_read_only, json_value, ArrowResult, QueryError, QueryOptions, QueryResult};
 pub use rows::{Table, TableRows};
 pub use schema::{audit_schema, column_types, dead_letter_schema, sql_type_name};
-pub use store::{AppendOutcome, Store, StoreConfig, StoreStats};
+pub use store::{free_bytes, AppendOutcome, QuarantinedFile, Store, StoreConfig, StoreStats};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -33,4 +36,11 @@ pub enum StoreError {
     Arrow(#[from] datafusion::arrow::error::ArrowError),
     #[error("parquet: {0}")]
     Parquet(#[from] datafusion::parquet::errors::ParquetError),
+    /// Free space on the data directory is below the table's reserve; retry later.
+    #[error("the data directory has {free_bytes} bytes free, below the {reserve_bytes}-byte reserve for {table}; retry later")]
+    DiskFull {
+        table: &'static str,
+        free_bytes: u64,
+        reserve_bytes: u64,
+    },
 }

@@ -17,8 +17,17 @@ use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::parquet::schema::types::ColumnPath;
 
+use crate::manifest::HashingWriter;
 use crate::wal::sync_dir;
 use crate::StoreError;
+
+/// A file a seal wrote: where, how big, and its SHA-256 (hex), for the manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedFile {
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: String,
+}
 
 /// Columns that get a bloom filter: the identities people search for.
 pub(crate) const BLOOM_COLUMNS: &[&str] = &[
@@ -70,7 +79,7 @@ pub fn segment_of(path: &Path) -> Option<u64> {
 }
 
 /// Writes `batches` (all of `schema`) as sealed Parquet files under `table_dir`, one per
-/// `date=`/`hour=` partition their rows fall in, rows sorted by time. Returns the paths written.
+/// `date=`/`hour=` partition their rows fall in, rows sorted by time. Returns the files written.
 ///
 /// Rows usually arrive in time order already; then the batches are written as they are, with no
 /// copy. Otherwise they are concatenated and sorted first.
@@ -79,7 +88,7 @@ pub fn write_partitioned(
     schema: &SchemaRef,
     batches: &[RecordBatch],
     segment: u64,
-) -> Result<Vec<PathBuf>, StoreError> {
+) -> Result<Vec<SealedFile>, StoreError> {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     if rows == 0 {
         return Ok(Vec::new());
@@ -178,7 +187,7 @@ struct OpenFile {
     path: PathBuf,
     tmp: PathBuf,
     hour: i64,
-    writer: ArrowWriter<File>,
+    writer: ArrowWriter<HashingWriter<File>>,
 }
 
 impl OpenFile {
@@ -189,7 +198,11 @@ impl OpenFile {
         props: WriterProperties,
     ) -> Result<Self, StoreError> {
         let tmp = path.with_extension("parquet.tmp");
-        let writer = ArrowWriter::try_new(File::create(&tmp)?, schema.clone(), Some(props))?;
+        let writer = ArrowWriter::try_new(
+            HashingWriter::new(File::create(&tmp)?),
+            schema.clone(),
+            Some(props),
+        )?;
         Ok(OpenFile {
             path,
             tmp,
@@ -199,13 +212,17 @@ impl OpenFile {
     }
 
     /// Finishes the file, makes it durable and renames it into place.
-    fn seal(self) -> Result<PathBuf, StoreError> {
-        let file = self.writer.into_inner()?;
+    fn seal(self) -> Result<SealedFile, StoreError> {
+        let (file, sha256, size) = self.writer.into_inner()?.finish();
         file.sync_all()?;
         drop(file);
         fs::rename(&self.tmp, &self.path)?;
         sync_dir(self.path.parent().expect("a file has a parent"))?;
-        Ok(self.path)
+        Ok(SealedFile {
+            path: self.path,
+            size,
+            sha256,
+        })
     }
 }
 
@@ -291,7 +308,14 @@ mod tests {
             vec![rows(&[h + 2, 3]), rows(&[1, h + 1]), rows(&[2])],
         ] {
             let dir = tempfile::tempdir().unwrap();
-            let files = write_partitioned(dir.path(), &audit_schema(), &batches, 7).unwrap();
+            let sealed = write_partitioned(dir.path(), &audit_schema(), &batches, 7).unwrap();
+            for f in &sealed {
+                assert_eq!(
+                    crate::manifest::hash_file(&f.path).unwrap(),
+                    (f.sha256.clone(), f.size)
+                );
+            }
+            let files: Vec<PathBuf> = sealed.into_iter().map(|f| f.path).collect();
             assert_eq!(files.len(), 2);
             assert!(files[0].ends_with("date=1970-01-01/hour=00/00000000000000000007-0.parquet"));
             assert!(files[1].ends_with("date=1970-01-01/hour=01/00000000000000000007-1.parquet"));

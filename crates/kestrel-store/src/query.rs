@@ -37,8 +37,10 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use futures::StreamExt;
 use serde_json::Value;
 
+use crate::manifest::FileRecord;
 use crate::rows::Table;
 use crate::store::{Shared, Store};
+use std::path::Path;
 
 /// Limits of one query.
 #[derive(Debug, Clone)]
@@ -74,6 +76,10 @@ pub struct QueryResult {
     pub rows: Vec<Vec<Value>>,
     /// True when more rows matched than `max_rows`.
     pub truncated: bool,
+    /// What the caller should know about the answer, like files quarantined while answering
+    /// (their rows are missing from it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A query's answer as Arrow data.
@@ -83,6 +89,8 @@ pub struct ArrowResult {
     pub batches: Vec<RecordBatch>,
     /// True when more rows matched than `max_rows`.
     pub truncated: bool,
+    /// What the caller should know about the answer, like files quarantined while answering.
+    pub warnings: Vec<String>,
 }
 
 impl ArrowResult {
@@ -175,6 +183,61 @@ fn classify(e: DataFusionError) -> QueryError {
     }
 }
 
+/// Whether a failure came from reading a file (it may be corrupt) rather than from the query.
+fn is_file_error(e: &DataFusionError) -> bool {
+    match e {
+        DataFusionError::ParquetError(_)
+        | DataFusionError::ObjectStore(_)
+        | DataFusionError::IoError(_)
+        | DataFusionError::ArrowError(..)
+        | DataFusionError::External(_) => true,
+        DataFusionError::Context(_, inner) => is_file_error(inner),
+        DataFusionError::Shared(inner) => is_file_error(inner),
+        DataFusionError::Execution(m) => m.contains("arquet"),
+        _ => false,
+    }
+}
+
+/// What is wrong with a sealed file, if anything: its size differs from the manifest's record,
+/// its Parquet footer does not read, or (with `deep`) its bytes differ from the recorded
+/// SHA-256.
+fn file_problem(path: &Path, record: Option<&FileRecord>, deep: bool) -> Option<String> {
+    let size = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) => return Some(format!("cannot read it: {e}")),
+    };
+    if let Some(rec) = record {
+        if rec.size != size {
+            return Some(format!(
+                "its size is {size} bytes, {} when sealed",
+                rec.size
+            ));
+        }
+    }
+    let footer = std::fs::File::open(path)
+        .map_err(DataFusionError::from)
+        .and_then(|f| {
+            datafusion::parquet::file::reader::SerializedFileReader::new(f)
+                .map_err(DataFusionError::from)
+        });
+    if let Err(e) = footer {
+        return Some(format!(
+            "its parquet metadata does not read: {}",
+            e.strip_backtrace()
+        ));
+    }
+    if deep {
+        match (crate::manifest::hash_file(path), record) {
+            (Err(e), _) => return Some(format!("cannot read it: {e}")),
+            (Ok((sha, _)), Some(rec)) if sha != rec.sha256 => {
+                return Some("its bytes differ from those sealed (SHA-256 mismatch)".into())
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 impl Store {
     /// Runs a read-only SQL query over every table; rows as JSON values.
     pub async fn query(&self, sql: &str, opts: &QueryOptions) -> Result<QueryResult, QueryError> {
@@ -193,31 +256,111 @@ impl Store {
             columns,
             rows,
             truncated: answer.truncated,
+            warnings: answer.warnings,
         })
     }
 
     /// Runs a read-only SQL query over every table; rows as Arrow record batches (for Arrow
     /// IPC answers), at most `max_rows` of them.
+    ///
+    /// When reading a sealed file fails, the files are checked (size and footer first, then
+    /// their SHA-256 against the manifest); a corrupt one is quarantined, the query runs again
+    /// without it, and the answer carries a warning naming it.
     pub async fn query_arrow(
         &self,
         sql: &str,
         opts: &QueryOptions,
     ) -> Result<ArrowResult, QueryError> {
         check_read_only(sql)?;
-        let ctx = self.session(opts)?;
+        let mut warnings = Vec::new();
+        loop {
+            match self.run_query(sql, opts).await {
+                Ok(mut result) => {
+                    result.warnings = warnings;
+                    return Ok(result);
+                }
+                Err((e, true)) if warnings.is_empty() => {
+                    let found = self.quarantine_corrupt_files().await;
+                    if found.is_empty() {
+                        return Err(e);
+                    }
+                    warnings = found;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// Finds corrupt sealed files of every table and quarantines them; returns one warning per
+    /// file.
+    async fn quarantine_corrupt_files(&self) -> Vec<String> {
+        let mut candidates = Vec::new();
+        for table in Table::ALL {
+            for (path, rec) in self.recorded_files(table) {
+                candidates.push((table, path, rec));
+            }
+        }
+        let found = tokio::task::spawn_blocking(move || {
+            let check = |deep: bool| {
+                candidates
+                    .iter()
+                    .filter_map(|(t, p, r)| {
+                        file_problem(p, r.as_ref(), deep).map(|why| (*t, p.clone(), why))
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let quick = check(false);
+            if quick.is_empty() {
+                check(true)
+            } else {
+                quick
+            }
+        })
+        .await
+        .unwrap_or_default();
+        let mut warnings = Vec::new();
+        for (table, path, why) in found {
+            match self.quarantine(table, &path, &why) {
+                Ok(Some(dest)) => warnings.push(format!(
+                    "{} file {} was quarantined to {} because {why}; its rows are missing from this answer",
+                    table.name(),
+                    path.display(),
+                    dest.display()
+                )),
+                Ok(None) => {}
+                Err(e) => tracing::error!(file = %path.display(), error = %e, "cannot quarantine a corrupt file"),
+            }
+        }
+        warnings
+    }
+
+    /// One run of a query; the flag says whether the failure came from reading a file.
+    async fn run_query(
+        &self,
+        sql: &str,
+        opts: &QueryOptions,
+    ) -> Result<ArrowResult, (QueryError, bool)> {
+        let ctx = self.session(opts).map_err(|e| (e, false))?;
         let run = async {
             let options = SQLOptions::new()
                 .with_allow_ddl(false)
                 .with_allow_dml(false)
                 .with_allow_statements(false);
-            let df = ctx.sql_with_options(sql, options).await.map_err(classify)?;
+            let df = ctx
+                .sql_with_options(sql, options)
+                .await
+                .map_err(|e| (classify(e), false))?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let mut stream = df.execute_stream().await.map_err(classify)?;
+            let file_error = |e: DataFusionError| {
+                let from_file = is_file_error(&e);
+                (classify(e), from_file)
+            };
+            let mut stream = df.execute_stream().await.map_err(file_error)?;
             let mut batches = Vec::new();
             let mut rows = 0usize;
             let mut truncated = false;
             while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(classify)?;
+                let batch = batch.map_err(file_error)?;
                 let room = opts.max_rows - rows;
                 if batch.num_rows() > room {
                     // More rows than allowed: the result is cut here.
@@ -236,13 +379,17 @@ impl Store {
                 schema,
                 batches,
                 truncated,
+                warnings: Vec::new(),
             })
         };
         tokio::time::timeout(opts.timeout, run).await.map_err(|_| {
-            QueryError::Limit(format!(
-                "query ran longer than the {}s limit",
-                opts.timeout.as_secs_f64()
-            ))
+            (
+                QueryError::Limit(format!(
+                    "query ran longer than the {}s limit",
+                    opts.timeout.as_secs_f64()
+                )),
+                false,
+            )
         })?
     }
 
@@ -258,6 +405,7 @@ impl Store {
         // read `SELECT pod, cluster FROM t` as `SELECT pod, CLUSTER ...` and fail.
         config.options_mut().sql_parser.dialect = Dialect::PostgreSQL;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        crate::functions::register(&ctx);
         for table in Table::ALL {
             let (files, batches) = self.snapshot(table);
             let provider = Arc::new(SnapshotTable {

@@ -8,8 +8,15 @@
 //!           frozen batches ─► flusher thread ─► Parquet (tmp, fsync, rename) ─► delete segment
 //! ```
 //! Queries see sealed files, frozen and active batches as one table. A WAL segment is deleted
-//! only after every file made from it is durable; recovery deletes the files of any segment
-//! still present and replays it, so an interrupted flush neither loses nor duplicates rows.
+//! only after every file made from it is durable and recorded in its table's manifest; recovery
+//! records the removal of the files of any segment still present, deletes them and replays the
+//! segment, so an interrupted flush neither loses nor duplicates rows, and leaves no file
+//! unrecorded.
+//!
+//! Every change to the sealed files is an entry of the table's hash-chained manifest
+//! ([`crate::manifest`]) written *before* the change is made on disk: a seal records its files
+//! before its segment is deleted; retention and quarantine record a file's removal before
+//! deleting or moving it, and recovery finishes a removal a crash interrupted.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
@@ -24,6 +31,7 @@ use datafusion::arrow::array::RecordBatch;
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
+use crate::manifest::{self, Change, Manifest, Op, RemoveReason};
 use crate::parquet_files::{self, segment_of};
 use crate::rows::{decode_wal_entry, dedup_keys, encode_wal_entry, is_batch_key, Table, TableRows};
 use crate::wal::{self, SegmentWriter};
@@ -46,6 +54,14 @@ pub struct StoreConfig {
     pub batch_dedup_window: Duration,
     /// Days of data kept per table; tables not named use their default (audit: 180).
     pub retention_days: HashMap<Table, u32>,
+    /// Signs each table's manifest head (Ed25519) after every change.
+    pub signing_key: Option<ed25519_dalek::SigningKey>,
+    /// Appends to tables other than `audit` and `dead_letter` are refused while the data
+    /// directory's file system has less free space than this.
+    pub reserve_bytes: u64,
+    /// Appends to `audit` (and its `dead_letter`s) are refused below this much free space:
+    /// smaller than `reserve_bytes`, so audit keeps flowing after other sources stop.
+    pub audit_reserve_bytes: u64,
 }
 
 impl StoreConfig {
@@ -58,6 +74,17 @@ impl StoreConfig {
             dedup_window: Duration::from_secs(3600),
             batch_dedup_window: Duration::from_secs(24 * 3600),
             retention_days: HashMap::new(),
+            signing_key: None,
+            reserve_bytes: 1024 * 1024 * 1024,
+            audit_reserve_bytes: 256 * 1024 * 1024,
+        }
+    }
+
+    /// The free space below which appends to `table` are refused.
+    pub fn reserve_for(&self, table: Table) -> u64 {
+        match table {
+            Table::Audit | Table::DeadLetter => self.audit_reserve_bytes,
+            _ => self.reserve_bytes,
         }
     }
 
@@ -96,6 +123,16 @@ pub struct StoreStats {
     /// Sealed files a query did not open because their `date=`/`hour=` partition lies outside
     /// the query's time predicate.
     pub query_files_pruned: AtomicU64,
+    /// Sealed files moved to quarantine because they failed to open or decode.
+    pub files_quarantined: AtomicU64,
+    /// Files in a table directory that no manifest entry records (left out of queries).
+    pub unrecorded_files: AtomicU64,
+    /// Appends refused because free space fell below the table's reserve.
+    pub appends_refused_disk_full: AtomicU64,
+    /// Free bytes on the data directory's file system at the last check.
+    pub free_bytes: AtomicU64,
+    /// Manifest appends that failed (the seal or retention is retried).
+    pub manifest_errors: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -113,6 +150,8 @@ pub(crate) struct Shared {
     config: StoreConfig,
     wal_dir: PathBuf,
     tables: Vec<Mutex<TableState>>,
+    /// One manifest per table. Lock order: a manifest before its table state.
+    manifests: Vec<Mutex<Manifest>>,
     pub(crate) stats: StoreStats,
     /// Set after a failed WAL write or fsync: the WAL's state is unknown, so every later append
     /// is refused until a restart replays it.
@@ -128,8 +167,14 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    fn table_dir(&self, t: Table) -> PathBuf {
+    pub(crate) fn table_dir(&self, t: Table) -> PathBuf {
         self.config.root.join(t.name())
+    }
+
+    pub(crate) fn manifest(&self, t: Table) -> MutexGuard<'_, Manifest> {
+        self.manifests[t.index()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -172,9 +217,19 @@ impl Store {
     pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
         let wal_dir = config.root.join("wal");
         fs::create_dir_all(&wal_dir)?;
+        let mut manifests = Vec::new();
+        for table in Table::ALL {
+            let m = Manifest::open(
+                &config.root.join(table.name()),
+                table.name(),
+                config.signing_key.clone(),
+            )?;
+            manifests.push(Mutex::new(m));
+        }
         let shared = Arc::new(Shared {
             wal_dir: wal_dir.clone(),
             tables: Table::ALL.iter().map(|_| Mutex::default()).collect(),
+            manifests,
             stats: StoreStats::default(),
             poisoned: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
@@ -184,25 +239,8 @@ impl Store {
         let segments = wal::list_segments(&wal_dir)?;
         let mut max_segment = segments.last().copied().unwrap_or(0);
         for table in Table::ALL {
-            let (sealed, leftovers) = parquet_files::scan_table_dir(&shared.table_dir(table))?;
-            for tmp in leftovers {
-                fs::remove_file(&tmp)?;
-            }
-            let mut state = shared.table(table);
-            for file in sealed {
-                match segment_of(&file) {
-                    Some(seg) if segments.binary_search(&seg).is_ok() => {
-                        // Sealed from a segment that is still in the WAL: the flush did not
-                        // finish. The segment is replayed below, so this file goes.
-                        info!(file = %file.display(), "removing file of an unfinished flush");
-                        fs::remove_file(&file)?;
-                    }
-                    seg => {
-                        max_segment = max_segment.max(seg.unwrap_or(0));
-                        state.files.push(file);
-                    }
-                }
-            }
+            let seg = recover_table_files(&shared, table, &segments)?;
+            max_segment = max_segment.max(seg);
         }
 
         let mut dedup = DedupSet::new(shared.config.dedup_window, shared.config.batch_dedup_window);
@@ -345,6 +383,98 @@ impl Store {
         (state.files.clone(), batches)
     }
 
+    /// Takes a sealed file out of its table because it cannot be read: records the removal in
+    /// the manifest, moves the file to `<root>/quarantine/<table>/` with a note of `reason`, and
+    /// counts it. Returns where it went, or `None` if the file is no longer part of the table.
+    pub fn quarantine(
+        &self,
+        table: Table,
+        file: &Path,
+        reason: &str,
+    ) -> Result<Option<PathBuf>, StoreError> {
+        let shared = &self.shared;
+        let dir = shared.table_dir(table);
+        let Some(rel) = manifest::relative_path(&dir, file) else {
+            return Ok(None);
+        };
+        let mut manifest = shared.manifest(table);
+        let Some(rec) = manifest.live().get(&rel).cloned() else {
+            return Ok(None);
+        };
+        if let Err(e) = manifest.append(&[Change {
+            op: Op::Remove,
+            reason: Some(RemoveReason::Quarantine),
+            path: rel.clone(),
+            size: rec.size,
+            sha256: rec.sha256,
+        }]) {
+            shared.stats.manifest_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(e.into());
+        }
+        shared.table(table).files.retain(|f| f != file);
+        drop(manifest);
+        let dest = move_to_quarantine(&shared.config.root, table, &dir, file, reason)?;
+        shared
+            .stats
+            .files_quarantined
+            .fetch_add(1, Ordering::Relaxed);
+        error!(table = table.name(), file = %rel, quarantined_to = %dest.display(), reason, "quarantined a corrupt parquet file; the rest of the table stays queryable");
+        Ok(Some(dest))
+    }
+
+    /// Files in quarantine, oldest first.
+    pub fn quarantined_files(&self) -> Vec<QuarantinedFile> {
+        let mut out = Vec::new();
+        let dir = self.shared.config.root.join("quarantine");
+        for table in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            for note in fs::read_dir(table.path()).into_iter().flatten().flatten() {
+                let path = note.path();
+                if path.extension().is_some_and(|e| e == "json") {
+                    if let Ok(q) = fs::read(&path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+                    {
+                        out.push(q);
+                    }
+                }
+            }
+        }
+        out.sort_by(|a: &QuarantinedFile, b| a.time.cmp(&b.time));
+        out
+    }
+
+    /// The current head of every table's manifest (signed when a key is configured).
+    pub fn manifest_heads(&self) -> Vec<manifest::Head> {
+        Table::ALL
+            .iter()
+            .map(|&t| {
+                let mut head = self.shared.manifest(t).head();
+                if let Some(key) = &self.shared.config.signing_key {
+                    head.sign(key);
+                }
+                head
+            })
+            .collect()
+    }
+
+    /// The sealed files of `table` queries see, with what the manifest records of them.
+    pub(crate) fn recorded_files(
+        &self,
+        table: Table,
+    ) -> Vec<(PathBuf, Option<manifest::FileRecord>)> {
+        let files = self.shared.table(table).files.clone();
+        let dir = self.shared.table_dir(table);
+        let manifest = self.shared.manifest(table);
+        files
+            .into_iter()
+            .map(|f| {
+                let rec = manifest::relative_path(&dir, &f)
+                    .and_then(|rel| manifest.live().get(&rel).cloned());
+                (f, rec)
+            })
+            .collect()
+    }
+
     /// Applies retention now (it also runs in the background every few minutes).
     pub fn apply_retention(&self) {
         apply_retention(&self.shared, chrono::Utc::now().date_naive());
@@ -354,6 +484,181 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Brings a table's files and its manifest into agreement after a start or a crash, and loads
+/// the files queries see. Returns the highest segment number a kept file carries.
+///
+/// - Files of a segment still in the WAL belong to a seal that did not finish: their entries
+///   (if any) are rolled back with `unfinished_seal` removals, the files deleted, and the
+///   segment is replayed later.
+/// - A file whose last entry removed it (a crash between the entry and the deletion or move)
+///   is deleted, or moved to quarantine, now.
+/// - A file no entry records is left where it is and out of queries (`kestrel verify` names
+///   it), except in a table that had no manifest yet: its files are sealed data from before
+///   manifests, and are recorded now.
+fn recover_table_files(shared: &Shared, table: Table, segments: &[u64]) -> Result<u64, StoreError> {
+    let dir = shared.table_dir(table);
+    let (sealed, leftovers) = parquet_files::scan_table_dir(&dir)?;
+    for tmp in leftovers {
+        fs::remove_file(&tmp)?;
+    }
+    let in_wal = |path: &Path| segment_of(path).is_some_and(|s| segments.binary_search(&s).is_ok());
+    let mut manifest = shared.manifest(table);
+    let unfinished: Vec<Change> = manifest
+        .live()
+        .iter()
+        .filter(|(rel, _)| in_wal(Path::new(rel.as_str())))
+        .map(|(rel, rec)| Change {
+            op: Op::Remove,
+            reason: Some(RemoveReason::UnfinishedSeal),
+            path: rel.clone(),
+            size: rec.size,
+            sha256: rec.sha256.clone(),
+        })
+        .collect();
+    if !unfinished.is_empty() {
+        info!(
+            table = table.name(),
+            files = unfinished.len(),
+            "rolling back the manifest entries of an unfinished seal"
+        );
+        manifest.append(&unfinished)?;
+    }
+    let migrating = !manifest.existed();
+    let mut adopted = Vec::new();
+    let mut files = Vec::new();
+    let mut max_segment = 0;
+    for file in sealed {
+        let Some(rel) = manifest::relative_path(&dir, &file) else {
+            continue;
+        };
+        if in_wal(&file) {
+            info!(file = %file.display(), "removing file of an unfinished flush");
+            fs::remove_file(&file)?;
+            continue;
+        }
+        if manifest.live().contains_key(&rel) {
+            max_segment = max_segment.max(segment_of(&file).unwrap_or(0));
+            files.push(file);
+            continue;
+        }
+        if migrating {
+            let (sha256, size) = manifest::hash_file(&file)?;
+            adopted.push(Change {
+                op: Op::Add,
+                reason: None,
+                path: rel,
+                size,
+                sha256,
+            });
+            max_segment = max_segment.max(segment_of(&file).unwrap_or(0));
+            files.push(file);
+            continue;
+        }
+        match manifest.removed_reason(&rel) {
+            Some(RemoveReason::Quarantine) => {
+                info!(file = %file.display(), "finishing an interrupted move to quarantine");
+                move_to_quarantine(
+                    &shared.config.root,
+                    table,
+                    &dir,
+                    &file,
+                    "recorded as quarantined before a crash",
+                )?;
+            }
+            Some(reason) => {
+                info!(file = %file.display(), reason = reason.as_str(), "finishing an interrupted removal");
+                fs::remove_file(&file)?;
+            }
+            None => {
+                shared
+                    .stats
+                    .unrecorded_files
+                    .fetch_add(1, Ordering::Relaxed);
+                // It may still carry a segment number; new segments must stay above it.
+                max_segment = max_segment.max(segment_of(&file).unwrap_or(0));
+                error!(table = table.name(), file = %file.display(), "file is not recorded in the table's manifest; it is left out of queries (run `kestrel verify`)");
+            }
+        }
+    }
+    if !adopted.is_empty() {
+        warn!(table = table.name(), files = adopted.len(), "table has no manifest yet; recording its existing files (sealed before tamper evidence)");
+        manifest.append(&adopted)?;
+    }
+    for rel in manifest.live().keys() {
+        if !dir.join(rel).exists() {
+            error!(table = table.name(), file = %rel, "a file the manifest records is missing; run `kestrel verify`");
+        }
+    }
+    drop(manifest);
+    shared.table(table).files = files;
+    Ok(max_segment)
+}
+
+/// Where a quarantined file goes: `<root>/quarantine/<table>/<path with '/' as '_'>`.
+fn quarantine_path(root: &Path, table: Table, rel: &str) -> PathBuf {
+    root.join("quarantine")
+        .join(table.name())
+        .join(rel.replace('/', "_"))
+}
+
+/// Moves a sealed file to quarantine, with a `<name>.json` note of why and when.
+fn move_to_quarantine(
+    root: &Path,
+    table: Table,
+    table_dir: &Path,
+    file: &Path,
+    reason: &str,
+) -> Result<PathBuf, StoreError> {
+    let rel =
+        manifest::relative_path(table_dir, file).unwrap_or_else(|| file.display().to_string());
+    let dest = quarantine_path(root, table, &rel);
+    let dest_dir = dest.parent().expect("quarantine path has a parent");
+    fs::create_dir_all(dest_dir)?;
+    let note = QuarantinedFile {
+        table: table.name().to_owned(),
+        path: rel,
+        quarantined_to: dest.display().to_string(),
+        reason: reason.to_owned(),
+        time: kestrel_event::time::to_rfc3339(kestrel_event::time::now_nanos()),
+    };
+    fs::write(
+        dest.with_extension("parquet.json"),
+        serde_json::to_vec_pretty(&note).map_err(std::io::Error::other)?,
+    )?;
+    fs::rename(file, &dest)?;
+    wal::sync_dir(dest_dir)?;
+    if let Some(parent) = file.parent() {
+        wal::sync_dir(parent)?;
+    }
+    Ok(dest)
+}
+
+/// A sealed file taken out of its table because it could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QuarantinedFile {
+    pub table: String,
+    /// Its path in the table directory.
+    pub path: String,
+    /// Where it is now.
+    pub quarantined_to: String,
+    /// What was wrong with it.
+    pub reason: String,
+    /// When it was quarantined (RFC 3339).
+    pub time: String,
+}
+
+/// Free bytes for unprivileged writers on the file system holding `path`; `None` (and no
+/// refusal) when it cannot be measured.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    match rustix::fs::statvfs(path) {
+        Ok(s) => Some(s.f_bavail.saturating_mul(s.f_frsize)),
+        Err(e) => {
+            debug!(path = %path.display(), error = %e, "cannot measure free space");
+            None
+        }
     }
 }
 
@@ -539,8 +844,31 @@ impl Committer {
         let mut pending = Vec::with_capacity(appends.len());
         let mut group_keys: HashSet<String> = HashSet::new();
         let mut failure: Option<String> = None;
+        let free = free_bytes(&self.shared.config.root);
+        if let Some(free) = free {
+            self.shared.stats.free_bytes.store(free, Ordering::Relaxed);
+        }
         for (mut rows, reply) in appends {
             let table = rows.table();
+            let reserve = self.shared.config.reserve_for(table);
+            if let Some(free) = free.filter(|&f| f < reserve) {
+                self.shared
+                    .stats
+                    .appends_refused_disk_full
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(
+                    table = table.name(),
+                    free_bytes = free,
+                    reserve_bytes = reserve,
+                    "refusing an append: the data directory is nearly full"
+                );
+                let _ = reply.send(Err(StoreError::DiskFull {
+                    table: table.name(),
+                    free_bytes: free,
+                    reserve_bytes: reserve,
+                }));
+                continue;
+            }
             let mut accepted = vec![true; rows.len()];
             let mut duplicates = 0;
             if let Some(key) = rows.batch_key() {
@@ -697,8 +1025,8 @@ fn run_flusher(shared: Arc<Shared>, jobs: mpsc::Receiver<FlushJob>) {
     }
 }
 
-/// Writes the frozen rows of segment `seg` to Parquet, publishes the files, then deletes the
-/// segment.
+/// Writes the frozen rows of segment `seg` to Parquet, records the files in their tables'
+/// manifests, publishes them to queries, then deletes the segment (which commits the seal).
 fn seal_segment(shared: &Shared, seg: u64) -> Result<(), StoreError> {
     let mut written = Vec::new();
     for table in Table::ALL {
@@ -716,6 +1044,33 @@ fn seal_segment(shared: &Shared, seg: u64) -> Result<(), StoreError> {
         )?;
         written.push((table, files));
     }
+    for (table, files) in &written {
+        let dir = shared.table_dir(*table);
+        let mut manifest = shared.manifest(*table);
+        // A retried seal rewrites the same files; one already recorded with these bytes is not
+        // recorded twice.
+        let changes: Vec<Change> = files
+            .iter()
+            .filter_map(|f| {
+                let path = manifest::relative_path(&dir, &f.path)?;
+                let recorded = manifest
+                    .live()
+                    .get(&path)
+                    .is_some_and(|r| r.sha256 == f.sha256 && r.size == f.size);
+                (!recorded).then(|| Change {
+                    op: Op::Add,
+                    reason: None,
+                    path,
+                    size: f.size,
+                    sha256: f.sha256.clone(),
+                })
+            })
+            .collect();
+        if let Err(e) = manifest.append(&changes) {
+            shared.stats.manifest_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(e.into());
+        }
+    }
     for (table, files) in written {
         let mut state = shared.table(table);
         state.frozen.remove(&seg);
@@ -723,7 +1078,11 @@ fn seal_segment(shared: &Shared, seg: u64) -> Result<(), StoreError> {
             .stats
             .files_written
             .fetch_add(files.len() as u64, Ordering::Relaxed);
-        state.files.extend(files);
+        for f in files {
+            if !state.files.contains(&f.path) {
+                state.files.push(f.path);
+            }
+        }
     }
     let path = wal::segment_path(&shared.wal_dir, seg);
     if path.exists() {
@@ -735,45 +1094,73 @@ fn seal_segment(shared: &Shared, seg: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Deletes whole `date=` partitions older than each table's retention.
+/// The day of a file's `date=` partition, read from its path relative to the table directory.
+fn partition_date(rel: &str) -> Option<chrono::NaiveDate> {
+    let part = rel.split('/').next()?.strip_prefix("date=")?;
+    chrono::NaiveDate::parse_from_str(part, "%Y-%m-%d").ok()
+}
+
+/// Deletes the files of `date=` partitions older than each table's retention: each removal is
+/// recorded in the manifest first, then the file deleted, then emptied directories. Files no
+/// entry records are left for `kestrel verify` to report.
 fn apply_retention(shared: &Shared, today: chrono::NaiveDate) {
     for table in Table::ALL {
         let days = shared.config.retention_for(table);
         let cutoff = today - chrono::Days::new(u64::from(days));
         let dir = shared.table_dir(table);
-        let Ok(entries) = fs::read_dir(&dir) else {
+        let mut manifest = shared.manifest(table);
+        let changes: Vec<Change> = manifest
+            .live()
+            .iter()
+            .filter(|(rel, _)| partition_date(rel).is_some_and(|d| d < cutoff))
+            .map(|(rel, rec)| Change {
+                op: Op::Remove,
+                reason: Some(RemoveReason::Retention),
+                path: rel.clone(),
+                size: rec.size,
+                sha256: rec.sha256.clone(),
+            })
+            .collect();
+        if changes.is_empty() {
             continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(date) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix("date="))
-                .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-            else {
-                continue;
-            };
-            if date >= cutoff {
-                continue;
-            }
-            let part = entry.path();
-            let mut state = shared.table(table);
-            let before = state.files.len();
-            state.files.retain(|f| !f.starts_with(&part));
-            let removed = before - state.files.len();
-            drop(state);
-            match fs::remove_dir_all(&part) {
+        }
+        if let Err(e) = manifest.append(&changes) {
+            shared.stats.manifest_errors.fetch_add(1, Ordering::Relaxed);
+            warn!(table = table.name(), error = %e, "retention could not record its removals; nothing deleted, retrying later");
+            continue;
+        }
+        drop(manifest);
+        let paths: Vec<PathBuf> = changes.iter().map(|c| dir.join(&c.path)).collect();
+        shared.table(table).files.retain(|f| !paths.contains(f));
+        let mut partitions = std::collections::BTreeSet::new();
+        for path in &paths {
+            match fs::remove_file(path) {
                 Ok(()) => {
-                    info!(table = table.name(), partition = %part.display(), files = removed, "retention removed partition");
                     shared
                         .stats
                         .files_deleted_by_retention
-                        .fetch_add(removed as u64, Ordering::Relaxed);
+                        .fetch_add(1, Ordering::Relaxed);
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    warn!(partition = %part.display(), error = %e, "retention could not remove partition")
+                    warn!(file = %path.display(), error = %e, "retention could not delete a file it recorded as removed; the next start deletes it")
                 }
             }
+            if let Some(hour) = path.parent() {
+                partitions.insert(hour.to_path_buf());
+            }
         }
+        // Directories go only when empty (a file no entry records stays as evidence).
+        for hour in &partitions {
+            let _ = fs::remove_dir(hour);
+            if let Some(date) = hour.parent() {
+                let _ = fs::remove_dir(date);
+            }
+        }
+        info!(
+            table = table.name(),
+            files = paths.len(),
+            "retention removed files older than {days} days"
+        );
     }
 }

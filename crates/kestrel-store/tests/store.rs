@@ -48,7 +48,11 @@ async fn appended_rows_are_queryable_before_and_after_sealing() {
     assert_eq!(count(&store, "SELECT count(*) FROM audit").await, 100);
 
     store.flush().unwrap();
-    let files: Vec<_> = walk(dir.path().join("audit"));
+    let files: Vec<_> = walk(dir.path().join("audit"))
+        .into_iter()
+        .filter(|f| f.ends_with(".parquet"))
+        .collect();
+    assert!(!files.is_empty());
     assert!(
         files.iter().all(|f| f.contains("date=2026-11-20/hour=09")),
         "{files:?}"
