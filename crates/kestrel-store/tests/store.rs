@@ -752,3 +752,5 @@ async fn cluster_is_a_column_name_anywhere_in_a_select_list() {
         assert!(r.rows[0].contains(&json!("prod")), "{sql}: {:?}", r.rows);
     }
 }
+#[path = "store/functions.rs"]
+mod functions;
