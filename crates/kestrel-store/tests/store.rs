@@ -754,3 +754,5 @@ async fn cluster_is_a_column_name_anywhere_in_a_select_list() {
 }
 #[path = "store/functions.rs"]
 mod functions;
+#[path = "store/tamper.rs"]
+mod tamper;
