@@ -756,3 +756,5 @@ async fn cluster_is_a_column_name_anywhere_in_a_select_list() {
 mod functions;
 #[path = "store/tamper.rs"]
 mod tamper;
+#[path = "store/disk_full.rs"]
+mod disk_full;
