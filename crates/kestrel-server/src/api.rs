@@ -1,6 +1,8 @@
 //! The HTTP API: routes, authentication by bearer token and role, and one error type that
 //! answers clearly without leaking internals.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -28,6 +30,8 @@ use crate::AppState;
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// Seconds to send in `Retry-After`.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -35,6 +39,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -50,7 +55,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -58,6 +69,10 @@ impl From<IngestError> for ApiError {
     fn from(e: IngestError) -> Self {
         match e {
             IngestError::BadBody(b) => ApiError::new(StatusCode::BAD_REQUEST, b.to_string()),
+            IngestError::Store(s @ kestrel_store::StoreError::DiskFull { .. }) => ApiError {
+                retry_after: Some(DISK_FULL_RETRY_AFTER_SECS),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, s.to_string())
+            },
             IngestError::Store(s) => {
                 error!(error = %s, "ingest could not be made durable");
                 ApiError::new(
@@ -68,6 +83,10 @@ impl From<IngestError> for ApiError {
         }
     }
 }
+
+/// `Retry-After` of a refusal for lack of disk space: long enough for retention or an
+/// operator to free some, short enough that senders' buffers do not fill meanwhile.
+const DISK_FULL_RETRY_AFTER_SECS: u64 = 30;
 
 /// All routes. Health endpoints need no token; ingest needs a role that may write; everything
 /// else a role that may read (and changing alerts, `admin`).
@@ -99,6 +118,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rules", get(list_rules))
         .route("/v1/tables", get(list_tables))
         .route("/v1/rules/test", post(test_rules))
+        .route("/v1/storage/quarantine", get(list_quarantine))
+        .route("/v1/storage/heads", get(manifest_heads))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_read));
@@ -108,6 +129,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/silences", post(create_silence))
         .route("/v1/silences/{id}", delete(expire_silence))
         .route("/v1/config/reload", post(reload_config))
+        .route("/v1/storage/verify", get(verify_storage))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -350,6 +372,59 @@ async fn falco_ingest_with_token(
     }
     let body = body.map_err(|e| body_rejection(e, state.config.ingest.max_body_bytes))?;
     Ok(Json(ingest_falco(&state, body).await?).into_response())
+}
+
+/// Sealed files taken out of their tables because they could not be read.
+async fn list_quarantine(State(state): State<AppState>) -> Response {
+    let store = Arc::clone(&state.store);
+    let files = tokio::task::spawn_blocking(move || store.quarantined_files())
+        .await
+        .unwrap_or_default();
+    Json(json!({ "files": files })).into_response()
+}
+
+/// Each table's manifest head, signed when a key is configured: keep them somewhere else, and
+/// `kestrel verify --heads` proves later that history before them was not rewritten.
+async fn manifest_heads(State(state): State<AppState>) -> Response {
+    Json(json!({ "heads": state.store.manifest_heads() })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyQuery {
+    /// One table; all when absent.
+    table: Option<String>,
+}
+
+/// Verifies the manifests and re-hashes the files (reads every sealed file: admin only).
+async fn verify_storage(
+    State(state): State<AppState>,
+    Query(q): Query<VerifyQuery>,
+) -> Result<Response, ApiError> {
+    let tables = match non_empty(q.table) {
+        None => Vec::new(),
+        Some(name) => vec![Table::from_name(&name).ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("no table {name:?}"))
+        })?],
+    };
+    let root = state.store.root().to_path_buf();
+    let opts = kestrel_store::verify::VerifyOptions {
+        exported_heads: Vec::new(),
+        public_key: state
+            .config
+            .storage
+            .manifest_signing_key_file
+            .as_ref()
+            .and_then(|p| kestrel_store::manifest::load_signing_key(p).ok())
+            .map(|k| k.verifying_key()),
+    };
+    let reports = tokio::task::spawn_blocking(move || {
+        kestrel_store::verify::verify(&root, &tables, &opts)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let ok = reports.iter().all(|r| r.ok());
+    Ok(Json(json!({ "ok": ok, "tables": reports })).into_response())
 }
 
 #[derive(Deserialize)]

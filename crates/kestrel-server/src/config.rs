@@ -85,6 +85,18 @@ pub struct StorageConfig {
     /// Days kept per table, like `audit: 180d`.
     #[serde(default)]
     pub retention: std::collections::BTreeMap<String, RetentionDays>,
+    /// Ed25519 private key (PKCS#8 PEM, as `openssl genpkey -algorithm ed25519` writes it) that
+    /// signs each table's manifest head; without it heads are written unsigned.
+    #[serde(default)]
+    pub manifest_signing_key_file: Option<PathBuf>,
+    /// Ingest of every source but audit answers 503 while the data directory's file system has
+    /// less free space than this.
+    #[serde(default = "default_reserve_bytes")]
+    pub reserve_bytes: u64,
+    /// Audit ingest (the API server's webhook drops events after brief retries) answers 503
+    /// only below this smaller reserve.
+    #[serde(default = "default_audit_reserve_bytes")]
+    pub audit_reserve_bytes: u64,
 }
 
 /// A retention period written with a `d` unit (`180d`) or as a number of days.
@@ -169,6 +181,12 @@ fn default_flush_interval() -> Duration {
 }
 fn default_segment_max_bytes() -> u64 {
     64 * 1024 * 1024
+}
+fn default_reserve_bytes() -> u64 {
+    1024 * 1024 * 1024
+}
+fn default_audit_reserve_bytes() -> u64 {
+    256 * 1024 * 1024
 }
 fn default_dedup_window() -> Duration {
     Duration::from_secs(3600)
@@ -267,6 +285,16 @@ impl ServerConfig {
         if self.rules.state_save_interval.is_zero() {
             problems.push("rules.state_save_interval must be longer than zero".into());
         }
+        if self.storage.audit_reserve_bytes > self.storage.reserve_bytes {
+            problems.push(
+                "storage.audit_reserve_bytes is larger than storage.reserve_bytes: audit must be refused last".into(),
+            );
+        }
+        if let Some(key) = &self.storage.manifest_signing_key_file {
+            if let Err(e) = kestrel_store::manifest::load_signing_key(key) {
+                problems.push(format!("storage.manifest_signing_key_file: {e}"));
+            }
+        }
         if self.ingest.max_event_bytes > self.ingest.max_body_bytes {
             problems.push("ingest.max_event_bytes is larger than ingest.max_body_bytes".into());
         }
@@ -290,9 +318,18 @@ impl ServerConfig {
         }
     }
 
-    /// The store's configuration derived from this one.
-    pub fn store_config(&self) -> kestrel_store::StoreConfig {
+    /// The store's configuration derived from this one (reads the signing key).
+    pub fn store_config(&self) -> Result<kestrel_store::StoreConfig, ConfigError> {
         let mut c = kestrel_store::StoreConfig::new(&self.data_dir);
+        c.reserve_bytes = self.storage.reserve_bytes;
+        c.audit_reserve_bytes = self.storage.audit_reserve_bytes;
+        if let Some(path) = &self.storage.manifest_signing_key_file {
+            c.signing_key = Some(kestrel_store::manifest::load_signing_key(path).map_err(|e| {
+                ConfigError {
+                    problems: vec![format!("storage.manifest_signing_key_file: {e}")],
+                }
+            })?);
+        }
         c.flush_interval = self.storage.flush_interval;
         c.segment_max_bytes = self.storage.segment_max_bytes;
         c.dedup_window = self.storage.dedup_window;
@@ -301,7 +338,7 @@ impl ServerConfig {
                 c.retention_days.insert(t, days.0);
             }
         }
-        c
+        Ok(c)
     }
 }
 
@@ -317,7 +354,7 @@ mod tests {
         assert_eq!(c.ingest.max_event_bytes, 4 * 1024 * 1024);
         assert!(c.ingest.redact_secrets);
         assert_eq!(
-            c.store_config().retention_for(kestrel_store::Table::Audit),
+            c.store_config().unwrap().retention_for(kestrel_store::Table::Audit),
             180
         );
     }
@@ -333,7 +370,7 @@ mod tests {
         let c = ServerConfig::from_yaml("storage: {retention: {audit: 400d}, flush_interval: 10s}")
             .unwrap();
         assert_eq!(
-            c.store_config().retention_for(kestrel_store::Table::Audit),
+            c.store_config().unwrap().retention_for(kestrel_store::Table::Audit),
             400
         );
     }

@@ -128,7 +128,7 @@ impl Server {
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating {}", config.data_dir.display()))?;
-        let store_config = config.store_config();
+        let store_config = config.store_config()?;
         let store = tokio::task::spawn_blocking(move || Store::open(store_config))
             .await?
             .context("opening the store")?;

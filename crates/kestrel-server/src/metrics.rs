@@ -57,7 +57,7 @@ impl prometheus_client::collector::Collector for StoreCollector {
             )?;
             ConstCounter::new(v).encode(e)?;
         }
-        let counters: [(&str, &str, u64); 7] = [
+        let counters: [(&str, &str, u64); 11] = [
             (
                 "kestrel_store_wal_bytes",
                 "bytes appended to the WAL",
@@ -93,11 +93,41 @@ impl prometheus_client::collector::Collector for StoreCollector {
                 "Parquet files deleted by retention",
                 s.files_deleted_by_retention.load(Ordering::Relaxed),
             ),
+            (
+                "kestrel_store_files_quarantined",
+                "Parquet files moved to quarantine because they failed to open or decode",
+                s.files_quarantined.load(Ordering::Relaxed),
+            ),
+            (
+                "kestrel_store_unrecorded_files",
+                "files found in a table directory that no manifest entry records (run kestrel verify)",
+                s.unrecorded_files.load(Ordering::Relaxed),
+            ),
+            (
+                "kestrel_store_appends_refused_disk_full",
+                "appends refused because free space fell below the table's reserve",
+                s.appends_refused_disk_full.load(Ordering::Relaxed),
+            ),
+            (
+                "kestrel_store_manifest_errors",
+                "failed manifest appends (the seal or retention is retried)",
+                s.manifest_errors.load(Ordering::Relaxed),
+            ),
         ];
         for (name, help, v) in counters {
             let e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             ConstCounter::new(v).encode(e)?;
         }
+        let e = encoder.encode_descriptor(
+            "kestrel_store_free_bytes",
+            "free bytes on the data directory's file system at the last append",
+            None,
+            MetricType::Gauge,
+        )?;
+        prometheus_client::metrics::gauge::ConstGauge::new(
+            s.free_bytes.load(Ordering::Relaxed) as i64,
+        )
+        .encode(e)?;
         Ok(())
     }
 }

@@ -380,3 +380,165 @@ async fn the_agent_ships_with_its_client_certificate_and_without_one_it_cannot()
     stop_tx.send(()).unwrap();
     serving.await.unwrap().unwrap();
 }
+
+/// A tmpfs of `size_mib` mounted on a temporary directory (needs root), unmounted on drop.
+struct SmallFs(tempfile::TempDir);
+
+impl SmallFs {
+    fn mount(size_mib: u64) -> Option<SmallFs> {
+        let dir = tempfile::tempdir().ok()?;
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .is_ok_and(|o| o.status.success())
+            .then_some(SmallFs(dir))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        // Lazily: the server's state database may still be open in a task being dropped.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// Writes a filler file so that about `free_mib` MiB stay free on the file system of `dir`.
+fn leave_free(dir: &std::path::Path, free_mib: u64) {
+    use std::io::Write;
+    let filler = dir.join("filler");
+    let _ = std::fs::remove_file(&filler);
+    let free = kestrel_store::free_bytes(dir).unwrap();
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..(free >> 20).saturating_sub(free_mib) {
+        f.write_all(&chunk).unwrap();
+    }
+    f.sync_all().unwrap();
+}
+
+fn agent_batch_body() -> Vec<u8> {
+    use kestrel_event::{BatchOrigin, ContainerLog, IngestBatch, LogStream};
+    let origin = BatchOrigin {
+        agent: "node-1".into(),
+        input: "pods".into(),
+        stream: "f1".into(),
+        ..Default::default()
+    };
+    let batch = IngestBatch {
+        version: kestrel_event::INGEST_FORMAT_VERSION,
+        id: kestrel_event::batch_id(&origin.agent, &origin.input, &origin.stream, 0, 10),
+        origin,
+        start: 0,
+        end: 10,
+        container_logs: vec![ContainerLog {
+            time: kestrel_event::time::now_nanos(),
+            stream: LogStream::Stdout,
+            message: "hello".into(),
+            truncated: false,
+        }],
+        ..Default::default()
+    };
+    serde_json::to_vec(&batch).unwrap()
+}
+
+fn event_list(id: &str) -> String {
+    serde_json::json!({
+        "kind": "EventList", "apiVersion": "audit.k8s.io/v1",
+        "items": [{
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+            "auditID": id, "stage": "ResponseComplete", "requestURI": "/api/v1/pods",
+            "verb": "list", "user": {"username": "alice"},
+            "stageTimestamp": "2026-11-20T09:00:01.000000Z",
+            "requestReceivedTimestamp": "2026-11-20T09:00:01.000000Z"
+        }]
+    })
+    .to_string()
+}
+
+/// On a nearly full disk, agent batches get 503 with Retry-After while the audit webhook is
+/// still served; below the audit reserve the webhook gets 503 too. Storage endpoints list the
+/// manifest heads, verify, and the quarantine.
+#[tokio::test]
+async fn a_full_disk_refuses_low_value_sources_first_with_retry_after() {
+    let Some(small) = SmallFs::mount(48) else {
+        eprintln!("note: cannot mount a tmpfs (needs root); the disk-full test checks nothing here");
+        return;
+    };
+    let config = ServerConfig::from_yaml(&format!(
+        "listen: 127.0.0.1:0\ndata_dir: {}/data\nstorage: {{reserve_bytes: 25165824, audit_reserve_bytes: 8388608}}\n",
+        small.0.path().display()
+    ))
+    .unwrap();
+    let server = Server::bind(config).await.unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let token = server.state().tokens.create("t", Role::Admin).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(async {
+        let _ = stop_rx.await;
+    }));
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: Vec<u8>| {
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .body(body)
+            .send()
+    };
+
+    leave_free(small.0.path(), 16);
+    let refused = post("/v1/ingest", agent_batch_body()).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "30");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("container_log"),
+        "{body}"
+    );
+    let kept = post("/v1/audit/webhook", event_list("a1").into_bytes())
+        .await
+        .unwrap();
+    assert_eq!(kept.status(), 200);
+
+    leave_free(small.0.path(), 4);
+    let refused = post("/v1/audit/webhook", event_list("a2").into_bytes())
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "30");
+
+    std::fs::remove_file(small.0.path().join("filler")).unwrap();
+    let accepted = post("/v1/ingest", agent_batch_body()).await.unwrap();
+    assert_eq!(accepted.status(), 200);
+
+    let get = |path: &str| client.get(format!("{base}{path}")).bearer_auth(&token).send();
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("kestrel_store_appends_refused_disk_full_total 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("kestrel_store_free_bytes "));
+    let heads: serde_json::Value = get("/v1/storage/heads").await.unwrap().json().await.unwrap();
+    assert_eq!(heads["heads"].as_array().unwrap().len(), kestrel_store::Table::ALL.len());
+    let verified: serde_json::Value = get("/v1/storage/verify?table=audit")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["ok"], true, "{verified}");
+    assert_eq!(verified["tables"][0]["table"], "audit");
+    let quarantine: serde_json::Value = get("/v1/storage/quarantine")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(quarantine["files"], serde_json::json!([]));
+
+    stop_tx.send(()).unwrap();
+    serving.await.unwrap().unwrap();
+}
