@@ -39,6 +39,11 @@ pub enum Command {
     /// Run Falco-format rules offline over audit events, lint rule files, explain a rule.
     #[cfg(feature = "server")]
     Rules(RulesArgs),
+    /// Check stored files against their tables' hash-chained manifests: finds modified,
+    /// deleted, swapped or inserted files and rewritten, removed or reordered entries. Works
+    /// offline on the data directory (or beside a running server: it only reads).
+    #[cfg(feature = "server")]
+    Verify(VerifyArgs),
     /// Run a read-only SQL query.
     Query(QueryArgs),
     /// List and change alerts.
@@ -169,6 +174,30 @@ pub struct AgentBenchArgs {
     /// Working directory (a temporary one by default).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The server's data directory.
+    #[arg(long, default_value = "kestrel-data", env = "KESTREL_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Only this table (repeat for several); every table by default.
+    #[arg(long = "table")]
+    pub tables: Vec<String>,
+    /// Print each table's current manifest head as JSON (signed when the server signs them)
+    /// instead of verifying; keep it somewhere else and pass it to `--heads` later.
+    #[arg(long)]
+    pub export_head: bool,
+    /// Heads exported earlier (`--export-head` output): each chain must still hold its head.
+    #[arg(long)]
+    pub heads: Option<PathBuf>,
+    /// Ed25519 public key (SPKI PEM, as `openssl pkey -pubout` writes it, or 64 hex digits)
+    /// that must have signed the heads.
+    #[arg(long)]
+    pub public_key: Option<PathBuf>,
+    /// Print the full report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the server is and which token to use.

@@ -90,6 +90,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Agent(args) => agent::run(args).await,
         #[cfg(feature = "server")]
         Command::Rules(args) => rules::run(args),
+        #[cfg(feature = "server")]
+        Command::Verify(args) => local::verify(args),
         Command::Query(args) => client::query(args).await,
         Command::Alerts(args) => client::alerts(args).await,
     }

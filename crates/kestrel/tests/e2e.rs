@@ -17,6 +17,7 @@
 //! - `alerts`: rule matches become alerts, notified once, acknowledged.
 //! - `cli`: `kestrel query` output formats and errors, and `/metrics`.
 //! - `rules_cli`: `kestrel rules run|test|lint|explain` offline.
+//! - `storage`: `kestrel verify` finds a tampered file; a corrupt file is quarantined.
 
 #[path = "e2e/harness.rs"]
 mod harness;
@@ -44,3 +45,5 @@ mod read_only_sql;
 mod redaction;
 #[path = "e2e/rules_cli.rs"]
 mod rules_cli;
+#[path = "e2e/storage.rs"]
+mod storage;
