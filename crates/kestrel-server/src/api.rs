@@ -403,9 +403,8 @@ async fn verify_storage(
 ) -> Result<Response, ApiError> {
     let tables = match non_empty(q.table) {
         None => Vec::new(),
-        Some(name) => vec![Table::from_name(&name).ok_or_else(|| {
-            ApiError::new(StatusCode::BAD_REQUEST, format!("no table {name:?}"))
-        })?],
+        Some(name) => vec![Table::from_name(&name)
+            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("no table {name:?}")))?],
     };
     let root = state.store.root().to_path_buf();
     let opts = kestrel_store::verify::VerifyOptions {
@@ -418,11 +417,10 @@ async fn verify_storage(
             .and_then(|p| kestrel_store::manifest::load_signing_key(p).ok())
             .map(|k| k.verifying_key()),
     };
-    let reports = tokio::task::spawn_blocking(move || {
-        kestrel_store::verify::verify(&root, &tables, &opts)
-    })
-    .await
-    .map_err(ApiError::internal)?;
+    let reports =
+        tokio::task::spawn_blocking(move || kestrel_store::verify::verify(&root, &tables, &opts))
+            .await
+            .map_err(ApiError::internal)?;
     let ok = reports.iter().all(|r| r.ok());
     Ok(Json(json!({ "ok": ok, "tables": reports })).into_response())
 }

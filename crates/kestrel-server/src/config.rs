@@ -324,11 +324,11 @@ impl ServerConfig {
         c.reserve_bytes = self.storage.reserve_bytes;
         c.audit_reserve_bytes = self.storage.audit_reserve_bytes;
         if let Some(path) = &self.storage.manifest_signing_key_file {
-            c.signing_key = Some(kestrel_store::manifest::load_signing_key(path).map_err(|e| {
-                ConfigError {
+            c.signing_key = Some(
+                kestrel_store::manifest::load_signing_key(path).map_err(|e| ConfigError {
                     problems: vec![format!("storage.manifest_signing_key_file: {e}")],
-                }
-            })?);
+                })?,
+            );
         }
         c.flush_interval = self.storage.flush_interval;
         c.segment_max_bytes = self.storage.segment_max_bytes;
@@ -354,7 +354,9 @@ mod tests {
         assert_eq!(c.ingest.max_event_bytes, 4 * 1024 * 1024);
         assert!(c.ingest.redact_secrets);
         assert_eq!(
-            c.store_config().unwrap().retention_for(kestrel_store::Table::Audit),
+            c.store_config()
+                .unwrap()
+                .retention_for(kestrel_store::Table::Audit),
             180
         );
     }
@@ -370,7 +372,9 @@ mod tests {
         let c = ServerConfig::from_yaml("storage: {retention: {audit: 400d}, flush_interval: 10s}")
             .unwrap();
         assert_eq!(
-            c.store_config().unwrap().retention_for(kestrel_store::Table::Audit),
+            c.store_config()
+                .unwrap()
+                .retention_for(kestrel_store::Table::Audit),
             400
         );
     }

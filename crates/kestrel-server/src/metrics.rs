@@ -125,7 +125,7 @@ impl prometheus_client::collector::Collector for StoreCollector {
             MetricType::Gauge,
         )?;
         prometheus_client::metrics::gauge::ConstGauge::new(
-            s.free_bytes.load(Ordering::Relaxed) as i64,
+            s.free_bytes.load(Ordering::Relaxed) as i64
         )
         .encode(e)?;
         Ok(())

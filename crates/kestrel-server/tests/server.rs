@@ -465,7 +465,9 @@ fn event_list(id: &str) -> String {
 #[tokio::test]
 async fn a_full_disk_refuses_low_value_sources_first_with_retry_after() {
     let Some(small) = SmallFs::mount(48) else {
-        eprintln!("note: cannot mount a tmpfs (needs root); the disk-full test checks nothing here");
+        eprintln!(
+            "note: cannot mount a tmpfs (needs root); the disk-full test checks nothing here"
+        );
         return;
     };
     let config = ServerConfig::from_yaml(&format!(
@@ -514,15 +516,28 @@ async fn a_full_disk_refuses_low_value_sources_first_with_retry_after() {
     let accepted = post("/v1/ingest", agent_batch_body()).await.unwrap();
     assert_eq!(accepted.status(), 200);
 
-    let get = |path: &str| client.get(format!("{base}{path}")).bearer_auth(&token).send();
+    let get = |path: &str| {
+        client
+            .get(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .send()
+    };
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
     assert!(
         metrics.contains("kestrel_store_appends_refused_disk_full_total 2"),
         "{metrics}"
     );
     assert!(metrics.contains("kestrel_store_free_bytes "));
-    let heads: serde_json::Value = get("/v1/storage/heads").await.unwrap().json().await.unwrap();
-    assert_eq!(heads["heads"].as_array().unwrap().len(), kestrel_store::Table::ALL.len());
+    let heads: serde_json::Value = get("/v1/storage/heads")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        heads["heads"].as_array().unwrap().len(),
+        kestrel_store::Table::ALL.len()
+    );
     let verified: serde_json::Value = get("/v1/storage/verify?table=audit")
         .await
         .unwrap()

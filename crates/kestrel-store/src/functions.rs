@@ -196,7 +196,7 @@ pub fn json_int(v: &Value) -> Option<i64> {
     match v {
         Value::Number(n) => n.as_i64().or_else(|| {
             let f = n.as_f64()?;
-            (f.fract() == 0.0 && f >= i64::MIN as f64 && f <= i64::MAX as f64).then(|| f as i64)
+            (f.fract() == 0.0 && f >= i64::MIN as f64 && f <= i64::MAX as f64).then_some(f as i64)
         }),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,

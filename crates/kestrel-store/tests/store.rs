@@ -752,9 +752,9 @@ async fn cluster_is_a_column_name_anywhere_in_a_select_list() {
         assert!(r.rows[0].contains(&json!("prod")), "{sql}: {:?}", r.rows);
     }
 }
+#[path = "store/disk_full.rs"]
+mod disk_full;
 #[path = "store/functions.rs"]
 mod functions;
 #[path = "store/tamper.rs"]
 mod tamper;
-#[path = "store/disk_full.rs"]
-mod disk_full;

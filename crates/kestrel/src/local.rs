@@ -51,7 +51,10 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
     }
     if args.export_head {
         let heads = current_heads(&args.data_dir, &tables);
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "heads": heads }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "heads": heads }))?
+        );
         return Ok(());
     }
     let mut opts = VerifyOptions::default();
@@ -63,8 +66,8 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
         struct Exported {
             heads: Vec<Head>,
         }
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         opts.exported_heads = serde_json::from_str::<Exported>(&text)
             .with_context(|| format!("{}: not the output of --export-head", path.display()))?
             .heads;
@@ -74,7 +77,9 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "ok": problems == 0, "tables": reports }))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "ok": problems == 0, "tables": reports })
+            )?
         );
     } else {
         for r in &reports {

@@ -67,7 +67,10 @@ fn leave_free(fs_root: &Path, filler: &PathBuf, target: u64) {
         f.sync_all().unwrap();
     }
     let now = free_bytes(fs_root).unwrap();
-    assert!(now.abs_diff(target) < 2 * MIB, "free {now}, wanted {target}");
+    assert!(
+        now.abs_diff(target) < 2 * MIB,
+        "free {now}, wanted {target}"
+    );
 }
 
 fn audit(id: &str) -> TableRows {
@@ -110,7 +113,10 @@ fn logs(id: &str) -> Vec<TableRows> {
 
 async fn count(store: &Store, table: &str) -> i64 {
     store
-        .query(&format!("SELECT count(*) FROM {table}"), &QueryOptions::default())
+        .query(
+            &format!("SELECT count(*) FROM {table}"),
+            &QueryOptions::default(),
+        )
         .await
         .unwrap()
         .rows[0][0]
@@ -121,7 +127,9 @@ async fn count(store: &Store, table: &str) -> i64 {
 #[tokio::test]
 async fn low_value_sources_are_refused_first_and_audit_last() {
     let Some(small) = SmallFs::mount(48) else {
-        eprintln!("note: cannot mount a tmpfs (needs root); the disk-full test checks nothing here");
+        eprintln!(
+            "note: cannot mount a tmpfs (needs root); the disk-full test checks nothing here"
+        );
         return;
     };
     let root = small.path().join("data");

@@ -30,7 +30,9 @@ async fn store_with_rows() -> (tempfile::TempDir, Store) {
         row(
             0,
             "10.1.2.3",
-            Some(r#"{"metadata":{"name":"web","labels":{"app/tier":"front"}},"spec":{"replicas":3,"paused":false,"ratio":0.5}}"#),
+            Some(
+                r#"{"metadata":{"name":"web","labels":{"app/tier":"front"}},"spec":{"replicas":3,"paused":false,"ratio":0.5}}"#,
+            ),
             "Connection refused by upstream",
             "kubectl/v1.31.2 (linux/amd64)",
         ),
@@ -41,7 +43,13 @@ async fn store_with_rows() -> (tempfile::TempDir, Store) {
             "token ghp_Ab12cd used",
             "curl/8.5.0",
         ),
-        row(7, "not-an-ip", Some("{this is not json"), "connection reset", "kubectl/v1.30.0"),
+        row(
+            7,
+            "not-an-ip",
+            Some("{this is not json"),
+            "connection reset",
+            "kubectl/v1.30.0",
+        ),
     ];
     store.append(TableRows::Audit(sealed)).await.unwrap();
     store.flush().unwrap();
@@ -53,7 +61,13 @@ async fn store_with_rows() -> (tempfile::TempDir, Store) {
             "refused connection",
             "helm/3",
         ),
-        row(12, "::ffff:10.9.9.9", None, "REFUSED: connection limit", "kubectl/v1.29.1"),
+        row(
+            12,
+            "::ffff:10.9.9.9",
+            None,
+            "REFUSED: connection limit",
+            "kubectl/v1.29.1",
+        ),
     ];
     store.append(TableRows::Audit(memory)).await.unwrap();
     (dir, store)
@@ -92,11 +106,51 @@ async fn json_get_reads_pointers_typed_and_gives_null_for_bad_rows() {
     assert_eq!(
         r,
         vec![
-            vec![json!("f0"), json!("web"), json!("front"), json!(3), json!(false), json!(0.5), json!(r#"{"paused":false,"ratio":0.5,"replicas":3}"#)],
-            vec![json!("f3"), json!("db"), Value::Null, json!(2), json!(true), Value::Null, json!(r#"{"paused":true,"replicas":"2"}"#)],
-            vec![json!("f7"), Value::Null, Value::Null, Value::Null, Value::Null, Value::Null, Value::Null],
-            vec![json!("f8"), json!("cache"), Value::Null, Value::Null, Value::Null, Value::Null, Value::Null],
-            vec![json!("f12"), Value::Null, Value::Null, Value::Null, Value::Null, Value::Null, Value::Null],
+            vec![
+                json!("f0"),
+                json!("web"),
+                json!("front"),
+                json!(3),
+                json!(false),
+                json!(0.5),
+                json!(r#"{"paused":false,"ratio":0.5,"replicas":3}"#)
+            ],
+            vec![
+                json!("f3"),
+                json!("db"),
+                Value::Null,
+                json!(2),
+                json!(true),
+                Value::Null,
+                json!(r#"{"paused":true,"replicas":"2"}"#)
+            ],
+            vec![
+                json!("f7"),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null
+            ],
+            vec![
+                json!("f8"),
+                json!("cache"),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null
+            ],
+            vec![
+                json!("f12"),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null
+            ],
         ]
     );
     // In a filter and a group, with pointers from literals.
@@ -106,12 +160,20 @@ async fn json_get_reads_pointers_typed_and_gives_null_for_bad_rows() {
     )
     .await;
     assert_eq!(r, vec![vec![json!(2)]]);
-    let e = error(&store, "SELECT json_get(request_object, 'metadata.name') FROM audit").await;
+    let e = error(
+        &store,
+        "SELECT json_get(request_object, 'metadata.name') FROM audit",
+    )
+    .await;
     assert!(e.contains("not a JSON pointer"), "{e}");
     let e = error(&store, "SELECT json_get(response_code, '/a') FROM audit").await;
     assert!(e.contains("must be text"), "{e}");
     assert_eq!(
-        rows(&store, "SELECT json_get(NULL, '/a'), json_get('{\"a\":1}', '/a')").await,
+        rows(
+            &store,
+            "SELECT json_get(NULL, '/a'), json_get('{\"a\":1}', '/a')"
+        )
+        .await,
         vec![vec![Value::Null, json!("1")]]
     );
 }
@@ -142,9 +204,17 @@ async fn cidr_contains_matches_v4_v6_and_mapped_and_refuses_bad_networks() {
     )
     .await;
     assert_eq!(r, vec![vec![json!(1)]]);
-    let e = error(&store, "SELECT cidr_contains(source_ip, '10.0.0/8') FROM audit").await;
+    let e = error(
+        &store,
+        "SELECT cidr_contains(source_ip, '10.0.0/8') FROM audit",
+    )
+    .await;
     assert!(e.contains("is not a network"), "{e}");
-    let e = error(&store, "SELECT cidr_contains(source_ip, '10.0.0.0/40') FROM audit").await;
+    let e = error(
+        &store,
+        "SELECT cidr_contains(source_ip, '10.0.0.0/40') FROM audit",
+    )
+    .await;
     assert!(e.contains("is not a network"), "{e}");
 }
 
@@ -152,7 +222,9 @@ async fn cidr_contains_matches_v4_v6_and_mapped_and_refuses_bad_networks() {
 async fn match_finds_all_words_on_boundaries_in_any_case() {
     let (_dir, store) = store_with_rows().await;
     let ids = |r: Vec<Vec<Value>>| -> Vec<String> {
-        r.into_iter().map(|r| r[0].as_str().unwrap().to_owned()).collect()
+        r.into_iter()
+            .map(|r| r[0].as_str().unwrap().to_owned())
+            .collect()
     };
     let r = rows(
         &store,
@@ -172,7 +244,11 @@ async fn match_finds_all_words_on_boundaries_in_any_case() {
     )
     .await;
     assert!(r.is_empty(), "a prefix of a word is not a word: {r:?}");
-    let e = error(&store, "SELECT count(*) FROM audit WHERE match(response_message, '  ')").await;
+    let e = error(
+        &store,
+        "SELECT count(*) FROM audit WHERE match(response_message, '  ')",
+    )
+    .await;
     assert!(e.contains("holds no word"), "{e}");
     assert_eq!(
         rows(&store, "SELECT match(NULL, 'x')").await,
@@ -197,8 +273,16 @@ async fn time_bucket_groups_by_fixed_widths_and_regexp_match_works() {
         ]
     );
     // An SQL interval and a short duration give the same buckets.
-    let a = rows(&store, "SELECT time_bucket(INTERVAL '1 hour', time) AS b, count(*) FROM audit GROUP BY b").await;
-    let b = rows(&store, "SELECT time_bucket('1h', time) AS b, count(*) FROM audit GROUP BY b").await;
+    let a = rows(
+        &store,
+        "SELECT time_bucket(INTERVAL '1 hour', time) AS b, count(*) FROM audit GROUP BY b",
+    )
+    .await;
+    let b = rows(
+        &store,
+        "SELECT time_bucket('1h', time) AS b, count(*) FROM audit GROUP BY b",
+    )
+    .await;
     assert_eq!(a, b);
     assert_eq!(a, vec![vec![json!("2026-11-20T09:00:00Z"), json!(5)]]);
     let e = error(&store, "SELECT time_bucket('1 month', time) FROM audit").await;

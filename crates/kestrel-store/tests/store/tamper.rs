@@ -119,7 +119,10 @@ async fn an_untouched_store_verifies_with_a_signed_head() {
         public_key: Some(SigningKey::from_bytes(&[1u8; 32]).verifying_key()),
         ..opts()
     };
-    assert_eq!(kinds(&audit_report(dir.path(), &other)), vec![ProblemKind::BadSignature]);
+    assert_eq!(
+        kinds(&audit_report(dir.path(), &other)),
+        vec![ProblemKind::BadSignature]
+    );
 }
 
 #[tokio::test]
@@ -133,7 +136,10 @@ async fn modified_deleted_swapped_and_inserted_files_are_named() {
     fs::write(&files[0], bytes).unwrap();
     let r = audit_report(d, &opts());
     assert_eq!(kinds(&r), vec![ProblemKind::FileModified]);
-    assert_eq!(r.problems[0].file.as_deref(), Some(rel(d, &files[0]).as_str()));
+    assert_eq!(
+        r.problems[0].file.as_deref(),
+        Some(rel(d, &files[0]).as_str())
+    );
     assert_eq!(r.problems[0].entry, Some(1));
 
     let (dir, files) = sealed_store().await;
@@ -150,8 +156,15 @@ async fn modified_deleted_swapped_and_inserted_files_are_named() {
     fs::rename(&files[2], &files[0]).unwrap();
     fs::rename(&tmp, &files[2]).unwrap();
     let r = audit_report(d, &opts());
-    assert_eq!(kinds(&r), vec![ProblemKind::FileMoved, ProblemKind::FileMoved]);
-    assert!(r.problems[0].message.contains("swapped"), "{:?}", r.problems);
+    assert_eq!(
+        kinds(&r),
+        vec![ProblemKind::FileMoved, ProblemKind::FileMoved]
+    );
+    assert!(
+        r.problems[0].message.contains("swapped"),
+        "{:?}",
+        r.problems
+    );
 
     let (dir, files) = sealed_store().await;
     let d = dir.path();
@@ -159,7 +172,10 @@ async fn modified_deleted_swapped_and_inserted_files_are_named() {
     fs::copy(&files[0], &inserted).unwrap();
     let r = audit_report(d, &opts());
     assert_eq!(kinds(&r), vec![ProblemKind::FileInserted]);
-    assert_eq!(r.problems[0].file.as_deref(), Some(rel(d, &inserted).as_str()));
+    assert_eq!(
+        r.problems[0].file.as_deref(),
+        Some(rel(d, &inserted).as_str())
+    );
     // The store leaves an inserted file out of queries.
     let store = Store::open(config(d)).unwrap();
     let n = store
@@ -187,7 +203,11 @@ async fn rewritten_deleted_and_reordered_entries_are_named() {
     lines[1] = serde_json::to_string(&e).unwrap();
     write_manifest(d, &lines);
     let r = audit_report(d, &opts());
-    assert!(kinds(&r).starts_with(&[ProblemKind::EntryRewritten]), "{:?}", r.problems);
+    assert!(
+        kinds(&r).starts_with(&[ProblemKind::EntryRewritten]),
+        "{:?}",
+        r.problems
+    );
     assert_eq!(r.problems[0].entry, Some(2));
     assert_eq!(r.problems[0].line, Some(2));
 
@@ -201,9 +221,17 @@ async fn rewritten_deleted_and_reordered_entries_are_named() {
     lines[1] = serde_json::to_string(&e).unwrap();
     write_manifest(d, &lines);
     let r = audit_report(d, &opts());
-    assert!(kinds(&r).contains(&ProblemKind::ChainBroken), "{:?}", r.problems);
+    assert!(
+        kinds(&r).contains(&ProblemKind::ChainBroken),
+        "{:?}",
+        r.problems
+    );
     assert_eq!(
-        r.problems.iter().find(|p| p.kind == ProblemKind::ChainBroken).unwrap().entry,
+        r.problems
+            .iter()
+            .find(|p| p.kind == ProblemKind::ChainBroken)
+            .unwrap()
+            .entry,
         Some(3)
     );
 
@@ -215,7 +243,11 @@ async fn rewritten_deleted_and_reordered_entries_are_named() {
     write_manifest(d, &lines);
     let r = audit_report(d, &opts());
     assert_eq!(r.problems[0].kind, ProblemKind::EntryOutOfSequence);
-    assert!(r.problems[0].message.contains("entries 2..2 are missing"), "{:?}", r.problems);
+    assert!(
+        r.problems[0].message.contains("entries 2..2 are missing"),
+        "{:?}",
+        r.problems
+    );
 
     // Reordered entries.
     let (dir, _) = sealed_store().await;
@@ -226,7 +258,10 @@ async fn rewritten_deleted_and_reordered_entries_are_named() {
     let r = audit_report(d, &opts());
     assert_eq!(
         kinds(&r)[..2],
-        [ProblemKind::EntryOutOfSequence, ProblemKind::EntryOutOfSequence]
+        [
+            ProblemKind::EntryOutOfSequence,
+            ProblemKind::EntryOutOfSequence
+        ]
     );
     assert_eq!(r.problems[0].line, Some(2));
 }
@@ -256,13 +291,22 @@ async fn a_consistently_rewritten_chain_is_caught_by_signed_and_exported_heads()
             exported_heads: Vec::new(),
         },
     );
-    assert_eq!(kinds(&r), vec![ProblemKind::HeadMismatch], "{:?}", r.problems);
+    assert_eq!(
+        kinds(&r),
+        vec![ProblemKind::HeadMismatch],
+        "{:?}",
+        r.problems
+    );
     // ... and re-signing the head with another key does not help.
     let mut head: Head =
         serde_json::from_slice(&fs::read(d.join("audit").join(HEAD_FILE)).unwrap()).unwrap();
     head.hash = last.hash.clone();
     head.sign(&SigningKey::from_bytes(&[9u8; 32]));
-    fs::write(d.join("audit").join(HEAD_FILE), serde_json::to_vec(&head).unwrap()).unwrap();
+    fs::write(
+        d.join("audit").join(HEAD_FILE),
+        serde_json::to_vec(&head).unwrap(),
+    )
+    .unwrap();
     let with_export = VerifyOptions {
         exported_heads: exported,
         ..opts()
@@ -337,7 +381,10 @@ async fn retention_and_unfinished_seals_are_chain_entries() {
         .iter()
         .map(|l| serde_json::from_str::<Entry>(l).unwrap().reason)
         .collect();
-    assert!(reasons.contains(&Some(RemoveReason::UnfinishedSeal)), "{reasons:?}");
+    assert!(
+        reasons.contains(&Some(RemoveReason::UnfinishedSeal)),
+        "{reasons:?}"
+    );
     let r = audit_report(d, &opts());
     assert!(r.ok(), "{:?}", r.problems);
 }
@@ -394,6 +441,10 @@ async fn a_corrupt_file_is_quarantined_and_the_rest_stays_queryable() {
         assert_eq!(last.reason, Some(RemoveReason::Quarantine));
         let r = audit_report(d, &opts());
         assert!(r.ok(), "{:?}", r.problems);
-        assert!(r.notes.iter().any(|n| n.contains("quarantine")), "{:?}", r.notes);
+        assert!(
+            r.notes.iter().any(|n| n.contains("quarantine")),
+            "{:?}",
+            r.notes
+        );
     }
 }

@@ -11,8 +11,15 @@ use crate::events::{audit_event, event_list, CONTROLLER};
 use crate::harness::{kestrel_cli, TestServer};
 
 fn openssl(args: &[&str]) {
-    let out = Command::new("openssl").args(args).output().expect("run openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn parquet_files(dir: &Path) -> Vec<PathBuf> {
@@ -58,8 +65,21 @@ async fn verify_finds_a_modified_file_and_a_query_quarantines_a_truncated_one() 
     let tmp = tempfile::tempdir().unwrap();
     let key = tmp.path().join("manifest.key");
     let public = tmp.path().join("manifest.pub");
-    openssl(&["genpkey", "-algorithm", "ed25519", "-out", key.to_str().unwrap()]);
-    openssl(&["pkey", "-in", key.to_str().unwrap(), "-pubout", "-out", public.to_str().unwrap()]);
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "ed25519",
+        "-out",
+        key.to_str().unwrap(),
+    ]);
+    openssl(&[
+        "pkey",
+        "-in",
+        key.to_str().unwrap(),
+        "-pubout",
+        "-out",
+        public.to_str().unwrap(),
+    ]);
     let config = tmp.path().join("server.yaml");
     std::fs::write(
         &config,
@@ -79,8 +99,22 @@ async fn verify_finds_a_modified_file_and_a_query_quarantines_a_truncated_one() 
     let public = public.to_str().unwrap();
     let out = kestrel_cli(&["verify", "--data-dir", dir, "--public-key", public], &[]);
     assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("head signature verified"), "{}", out.stdout);
-    let out = kestrel_cli(&["verify", "--data-dir", dir, "--export-head", "--table", "audit"], &[]);
+    assert!(
+        out.stdout.contains("head signature verified"),
+        "{}",
+        out.stdout
+    );
+    let out = kestrel_cli(
+        &[
+            "verify",
+            "--data-dir",
+            dir,
+            "--export-head",
+            "--table",
+            "audit",
+        ],
+        &[],
+    );
     assert!(out.status.success(), "{}", out.stderr);
     let heads = tmp.path().join("heads.json");
     std::fs::write(&heads, &out.stdout).unwrap();
@@ -96,7 +130,18 @@ async fn verify_finds_a_modified_file_and_a_query_quarantines_a_truncated_one() 
     std::fs::write(&files[0], &bytes).unwrap();
     let heads = heads.to_str().unwrap();
     let out = kestrel_cli(
-        &["verify", "--data-dir", dir, "--table", "audit", "--heads", heads, "--public-key", public, "--json"],
+        &[
+            "verify",
+            "--data-dir",
+            dir,
+            "--table",
+            "audit",
+            "--heads",
+            heads,
+            "--public-key",
+            public,
+            "--json",
+        ],
         &[],
     );
     assert!(!out.status.success());
@@ -105,7 +150,10 @@ async fn verify_finds_a_modified_file_and_a_query_quarantines_a_truncated_one() 
     assert_eq!(problems.len(), 1, "{report}");
     assert_eq!(problems[0]["kind"], "file_modified");
     let name = files[0].file_name().unwrap().to_str().unwrap();
-    assert!(problems[0]["file"].as_str().unwrap().ends_with(name), "{report}");
+    assert!(
+        problems[0]["file"].as_str().unwrap().ends_with(name),
+        "{report}"
+    );
     assert!(out.stderr.contains("1 problem"), "{}", out.stderr);
 
     // Truncated: the next query quarantines it, answers from the other file and says so.
@@ -119,15 +167,37 @@ async fn verify_finds_a_modified_file_and_a_query_quarantines_a_truncated_one() 
     assert_eq!(r.status, 200, "{}", r.text);
     let v = r.json();
     assert_eq!(v["rows"][0][0], 5);
-    assert!(v["warnings"][0].as_str().unwrap().contains("quarantined"), "{v}");
-    let q = server.api().get("/v1/storage/quarantine", Some(&server.admin)).await;
+    assert!(
+        v["warnings"][0].as_str().unwrap().contains("quarantined"),
+        "{v}"
+    );
+    let q = server
+        .api()
+        .get("/v1/storage/quarantine", Some(&server.admin))
+        .await;
     assert_eq!(q.json()["files"].as_array().unwrap().len(), 1, "{}", q.text);
-    assert!(server.log_text().contains("quarantined a corrupt parquet file"));
+    assert!(server
+        .log_text()
+        .contains("quarantined a corrupt parquet file"));
     let metrics = server.api().get("/metrics", Some(&server.admin)).await.text;
-    assert!(metrics.contains("kestrel_store_files_quarantined_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("kestrel_store_files_quarantined_total 1"),
+        "{metrics}"
+    );
     assert!(server.terminate().await.success());
     // Quarantine is a chain entry: the table verifies again.
-    let out = kestrel_cli(&["verify", "--data-dir", dir, "--table", "audit", "--public-key", public], &[]);
+    let out = kestrel_cli(
+        &[
+            "verify",
+            "--data-dir",
+            dir,
+            "--table",
+            "audit",
+            "--public-key",
+            public,
+        ],
+        &[],
+    );
     assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("quarantine"), "{}", out.stdout);
 }
