@@ -482,10 +482,11 @@ fn query_error(e: QueryError) -> ApiError {
     }
 }
 
-/// An answer as an Arrow IPC stream; `Kestrel-Truncated` says whether rows were cut.
+/// An answer as an Arrow IPC stream; `Kestrel-Truncated` says whether rows were cut, and a
+/// `Kestrel-Warning` header carries each warning (like a file quarantined while answering).
 fn arrow_response(answer: kestrel_store::ArrowResult) -> Result<Response, ApiError> {
     let body = answer.to_ipc_stream().map_err(ApiError::internal)?;
-    Ok((
+    let mut response = (
         [
             (header::CONTENT_TYPE, ARROW_STREAM.to_string()),
             (
@@ -495,7 +496,25 @@ fn arrow_response(answer: kestrel_store::ArrowResult) -> Result<Response, ApiErr
         ],
         body,
     )
-        .into_response())
+        .into_response();
+    for warning in &answer.warnings {
+        let text: String = warning
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        if let Ok(v) = header::HeaderValue::from_str(&text) {
+            response
+                .headers_mut()
+                .append(header::HeaderName::from_static("kestrel-warning"), v);
+        }
+    }
+    Ok(response)
 }
 
 async fn query(
