@@ -56,10 +56,10 @@ pub struct StoreConfig {
     pub retention_days: HashMap<Table, u32>,
     /// Signs each table's manifest head (Ed25519) after every change.
     pub signing_key: Option<ed25519_dalek::SigningKey>,
-    /// Appends to tables other than `audit` and `dead_letter` are refused while the data
-    /// directory's file system has less free space than this.
+    /// Appends to tables other than `audit`, `falco` and `dead_letter` are refused while the
+    /// data directory's file system has less free space than this.
     pub reserve_bytes: u64,
-    /// Appends to `audit` (and its `dead_letter`s) are refused below this much free space:
+    /// Appends to `audit`, `falco` (alerts) and `dead_letter` are refused below this much free space:
     /// smaller than `reserve_bytes`, so audit keeps flowing after other sources stop.
     pub audit_reserve_bytes: u64,
 }
@@ -83,7 +83,7 @@ impl StoreConfig {
     /// The free space below which appends to `table` are refused.
     pub fn reserve_for(&self, table: Table) -> u64 {
         match table {
-            Table::Audit | Table::DeadLetter => self.audit_reserve_bytes,
+            Table::Audit | Table::DeadLetter | Table::Falco => self.audit_reserve_bytes,
             _ => self.reserve_bytes,
         }
     }
