@@ -714,7 +714,6 @@ fn container_batch(start: u64, messages: &[&str]) -> Vec<u8> {
             container: Some("web".into()),
             ..Default::default()
         }),
-        ..Default::default()
     };
     let end = start + messages.len() as u64 * 100;
     let batch = IngestBatch {
