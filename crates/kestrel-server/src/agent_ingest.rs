@@ -17,9 +17,10 @@ use kestrel_event::{batch_id, IngestBatch, INGEST_FORMAT_VERSION};
 use kestrel_rules::Event;
 use kestrel_store::{StoreError, Table, TableRows};
 use serde::Serialize;
-use tracing::warn;
 
-use crate::ingest::{observe_sender, parse_config, store_batch, store_dead_letters};
+use crate::ingest::{
+    observe_sender, parse_config, record_alerts, rule_alert, store_batch, store_dead_letters,
+};
 use crate::metrics::source;
 use crate::AppState;
 
@@ -247,19 +248,8 @@ fn detect_records(state: &AppState, batch: &IngestBatch, fresh: &[Table]) -> usi
         }),
         |event, m| alerts.push(record_alert(state, batch, event, m, arrived)),
     );
-    let mut new_alerts = 0;
-    for alert in alerts {
-        state.metrics.rule_matches.inc();
-        match state.alerting.record(&alert) {
-            Ok((_, true)) => {
-                new_alerts += 1;
-                state.metrics.alerts_notified.inc();
-            }
-            Ok((_, false)) => {}
-            Err(e) => warn!(error = %e, rule = %alert.rule, "cannot record alert"),
-        }
-    }
-    new_alerts
+    state.metrics.rule_matches.inc_by(alerts.len() as u64);
+    record_alerts(state, alerts)
 }
 
 /// The alert of a rule match on an agent record: labelled with the cluster, node and pod it
@@ -272,18 +262,7 @@ fn record_alert(
     arrived: i64,
 ) -> NewAlert {
     let mut labels = BTreeMap::new();
-    labels.insert("rule".to_string(), m.rule.clone());
-    labels.insert("priority".to_string(), m.priority.to_string());
-    labels.insert("source".to_string(), m.source.clone());
-    if !m.tags.is_empty() {
-        let mut tags = m.tags.clone();
-        tags.sort();
-        labels.insert("tags".to_string(), tags.join(","));
-    }
     let origin = &batch.origin;
-    if let Some(cluster) = origin.cluster.as_ref().or(state.config.cluster.as_ref()) {
-        labels.insert("cluster".to_string(), cluster.clone());
-    }
     if let Some(node) = &origin.node {
         labels.insert("node".to_string(), node.clone());
     }
@@ -296,29 +275,22 @@ fn record_alert(
         }
     }
     let table = event.source().table();
-    let mut annotations = m.output_fields;
-    if m.count > 1 {
-        annotations.insert("match_count".to_string(), m.count.to_string());
-    }
-    NewAlert {
-        rule: m.rule,
-        priority: m.priority.to_string(),
-        source: m.source,
-        output: m.output,
-        tags: m.tags,
+    let event_ref = EventRef {
+        table: table.into(),
+        id: batch.id.clone(),
+        query: format!(
+            "SELECT * FROM {table} WHERE batch_id = '{}' ORDER BY time",
+            batch.id.replace('\'', "''")
+        ),
+    };
+    let cluster = origin.cluster.as_ref().or(state.config.cluster.as_ref());
+    rule_alert(
+        m,
+        cluster,
         labels,
-        annotations,
-        event: Some(EventRef {
-            table: table.into(),
-            id: batch.id.clone(),
-            query: format!(
-                "SELECT * FROM {table} WHERE batch_id = '{}' ORDER BY time",
-                batch.id.replace('\'', "''")
-            ),
-        }),
-        time: event.time().unwrap_or(arrived),
-        generator_url: None,
-    }
+        Some(event_ref),
+        event.time().unwrap_or(arrived),
+    )
 }
 
 #[cfg(test)]

@@ -88,29 +88,28 @@ impl Detection {
         self.detector.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Evaluates audit events in order with `rules` (the rules in force; a reload swaps them in
-    /// and keeps the state of rules that stay stateful). Each event is evaluated at its own
-    /// time (`time_of`), so replayed and live events count alike.
+    /// [`Detection::evaluate`] for audit events, handing each match its audit event.
     pub fn evaluate_audit<'e>(
         &self,
         rules: &Arc<RuleSet>,
         events: impl IntoIterator<Item = (&'e AuditEvent, i64)>,
         mut on_match: impl FnMut(&'e AuditEvent, RuleMatch),
     ) {
-        let mut detector = self.lock();
-        if !Arc::ptr_eq(detector.rules(), rules) {
-            detector.set_rules(Arc::clone(rules));
-        }
-        for (event, now) in events {
-            for m in detector.evaluate_audit(event, now) {
-                on_match(event, m);
-            }
-        }
-        self.changed.store(true, Ordering::Relaxed);
+        self.evaluate(
+            rules,
+            events.into_iter().map(|(e, t)| (Event::Audit(e), t)),
+            |event, m| {
+                if let Event::Audit(e) = *event {
+                    on_match(e, m);
+                }
+            },
+        );
     }
 
-    /// Evaluates events of any source in order, each at its own time (the second item), with
-    /// the same shared state as audit events, so sequences can cross sources.
+    /// Evaluates events of any source in order with `rules` (the rules in force; a reload swaps
+    /// them in and keeps the state of rules that stay stateful), each at its own time (the
+    /// second item), so replayed and live events count alike. The state is shared by every
+    /// source, so sequences can cross sources.
     pub fn evaluate<'e>(
         &self,
         rules: &Arc<RuleSet>,

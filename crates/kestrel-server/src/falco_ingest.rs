@@ -16,7 +16,6 @@ use kestrel_alert::{EventRef, NewAlert};
 use kestrel_event::FalcoEvent;
 use kestrel_store::{StoreError, TableRows};
 use serde::Serialize;
-use tracing::warn;
 
 use crate::ingest::store_dead_letters;
 use crate::metrics::source;
@@ -98,19 +97,7 @@ pub async fn ingest_falco(
         .collect();
     let state2 = state.clone();
     summary.alerts = tokio::task::spawn_blocking(move || {
-        let mut new_alerts = 0;
-        for event in &fresh {
-            let alert = falco_alert(event);
-            match state2.alerting.record(&alert) {
-                Ok((_, true)) => {
-                    new_alerts += 1;
-                    state2.metrics.alerts_notified.inc();
-                }
-                Ok((_, false)) => {}
-                Err(e) => warn!(error = %e, rule = %alert.rule, "cannot record a Falco alert"),
-            }
-        }
-        new_alerts
+        crate::ingest::record_alerts(&state2, fresh.iter().map(falco_alert))
     })
     .await
     .expect("recording alerts does not panic");

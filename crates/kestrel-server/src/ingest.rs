@@ -200,24 +200,43 @@ fn detect(state: &AppState, events: &[AuditEvent]) -> usize {
         |event, m| matches.push((event, m)),
     );
     // Alerts are recorded outside the detector's lock.
+    state.metrics.rule_matches.inc_by(matches.len() as u64);
+    let alerts: Vec<NewAlert> = matches
+        .into_iter()
+        .map(|(event, m)| new_alert(state, event, m))
+        .collect();
+    record_alerts(state, alerts)
+}
+
+/// Records alerts (new, or a repeat of a known one); returns how many were new or re-opened.
+/// A failure is logged per alert and does not stop the others.
+pub(crate) fn record_alerts(state: &AppState, alerts: impl IntoIterator<Item = NewAlert>) -> usize {
     let mut new_alerts = 0;
-    for (event, m) in matches {
-        state.metrics.rule_matches.inc();
-        let alert = new_alert(state, event, m);
+    for alert in alerts {
         match state.alerting.record(&alert) {
             Ok((_, true)) => {
                 new_alerts += 1;
                 state.metrics.alerts_notified.inc();
             }
             Ok((_, false)) => {}
-            Err(e) => warn!(error = %e, rule = %alert.rule, "cannot record alert"),
+            Err(e) => {
+                warn!(error = %e, rule = %alert.rule, source = %alert.source, "cannot record alert")
+            }
         }
     }
     new_alerts
 }
 
-fn new_alert(state: &AppState, event: &AuditEvent, m: RuleMatch) -> NewAlert {
-    let mut labels = BTreeMap::new();
+/// The alert of a rule match, whatever the event's source: labelled with the rule, priority,
+/// source, sorted tags, `cluster` and the caller's `labels` (the actor or pod), annotated with
+/// the output fields and, for a threshold, sequence or suppression, `match_count`.
+pub(crate) fn rule_alert(
+    m: RuleMatch,
+    cluster: Option<&String>,
+    mut labels: BTreeMap<String, String>,
+    event: Option<EventRef>,
+    time: i64,
+) -> NewAlert {
     labels.insert("rule".to_string(), m.rule.clone());
     labels.insert("priority".to_string(), m.priority.to_string());
     labels.insert("source".to_string(), m.source.clone());
@@ -226,9 +245,30 @@ fn new_alert(state: &AppState, event: &AuditEvent, m: RuleMatch) -> NewAlert {
         tags.sort();
         labels.insert("tags".to_string(), tags.join(","));
     }
-    if let Some(cluster) = &state.config.cluster {
+    if let Some(cluster) = cluster {
         labels.insert("cluster".to_string(), cluster.clone());
     }
+    let mut annotations = m.output_fields;
+    if m.count > 1 {
+        // A threshold, sequence or suppression stands for several matches.
+        annotations.insert("match_count".to_string(), m.count.to_string());
+    }
+    NewAlert {
+        rule: m.rule,
+        priority: m.priority.to_string(),
+        source: m.source,
+        output: m.output,
+        tags: m.tags,
+        labels,
+        annotations,
+        event,
+        time,
+        generator_url: None,
+    }
+}
+
+fn new_alert(state: &AppState, event: &AuditEvent, m: RuleMatch) -> NewAlert {
+    let mut labels = BTreeMap::new();
     if !event.user.username.is_empty() {
         labels.insert("user_name".to_string(), event.user.username.clone());
     }
@@ -243,24 +283,9 @@ fn new_alert(state: &AppState, event: &AuditEvent, m: RuleMatch) -> NewAlert {
             event.audit_id.replace('\'', "''")
         ),
     });
-    let mut annotations = m.output_fields;
-    if m.count > 1 {
-        // A threshold, sequence or suppression stands for several matches.
-        annotations.insert("match_count".to_string(), m.count.to_string());
-    }
-    NewAlert {
-        rule: m.rule,
-        priority: m.priority.to_string(),
-        source: m.source,
-        output: m.output,
-        tags: m.tags,
-        labels,
-        annotations,
-        event: event_ref,
-        time: event
-            .event_time()
-            .map(kestrel_event::time::to_nanos)
-            .unwrap_or_else(kestrel_event::time::now_nanos),
-        generator_url: None,
-    }
+    let time = event
+        .event_time()
+        .map(kestrel_event::time::to_nanos)
+        .unwrap_or_else(kestrel_event::time::now_nanos);
+    rule_alert(m, state.config.cluster.as_ref(), labels, event_ref, time)
 }
